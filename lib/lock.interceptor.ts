@@ -1,0 +1,174 @@
+import {
+  applyDecorators,
+  ConflictException,
+  Inject,
+  Injectable,
+  Optional,
+  SetMetadata,
+  UseInterceptors,
+  BadRequestException,
+  type CallHandler,
+  type ExecutionContext,
+  type NestInterceptor,
+} from '@nestjs/common';
+import { HttpAdapterHost, Reflector } from '@nestjs/core';
+import { Observable, catchError, defer, mergeMap, throwError } from 'rxjs';
+import { toMilliseconds, type Duration } from './duration.js';
+import { InvalidLockKeyError, LockLostError, LockUnavailableError, describeValue } from './errors.js';
+import { validateKey } from './key.js';
+import type { LockHandle } from './lock.js';
+import { LockService } from './lock.service.js';
+
+/** Computes a lock key from the request of any transport (HTTP, RPC, WebSocket, GraphQL). */
+export type RequestKeyFactory = (context: ExecutionContext) => string;
+
+/** Options of {@link LockRoute}. */
+export interface LockRouteOptions {
+  /** Lease length; default the module's `ttl`. */
+  ttl?: Duration;
+  /** How long a request waits for a busy lock; default the module's `wait`. */
+  wait?: Duration;
+}
+
+interface RouteLock {
+  readonly key: RequestKeyFactory;
+  readonly ttl?: number;
+  readonly wait?: number;
+}
+
+const ROUTE_LOCK = Symbol('nestjs-distributed-lock:route');
+
+/**
+ * Locks a route handler (or every handler of a controller) for the whole
+ * request, with a key taken from the request. The lock is held until the
+ * handler's result is sent: for an Observable or stream, until it completes,
+ * errors or the client goes away. If the lock is lost first, the stream errors
+ * with `LockLostError`. A busy lock answers 409 Conflict.
+ *
+ * @example
+ * @Post()
+ * @LockRoute(fromHeader('Idempotency-Key', 'payments:'), { wait: '2s' })
+ * create(@Body() dto: PaymentDto) { ... }
+ */
+export function LockRoute(key: string | RequestKeyFactory, options: LockRouteOptions = {}): MethodDecorator & ClassDecorator {
+  const where = '@LockRoute';
+  if (typeof key === 'string') validateKey(key, where);
+  else if (typeof key !== 'function') {
+    throw new InvalidLockKeyError(`${where}: the key is ${describeValue(key)}; pass a string or a function of the ExecutionContext`);
+  }
+  const route: RouteLock = {
+    key: typeof key === 'string' ? () => key : key,
+    ttl: options.ttl === undefined ? undefined : toMilliseconds(options.ttl, `${where}: ttl`),
+    wait: options.wait === undefined ? undefined : toMilliseconds(options.wait, `${where}: wait`, true),
+  };
+  return applyDecorators(SetMetadata(ROUTE_LOCK, route), UseInterceptors(LockInterceptor));
+}
+
+/**
+ * A key from an HTTP route parameter: `fromParam('id', 'orders:')` locks
+ * `orders:42` for `/orders/42`. A missing parameter answers 400.
+ */
+export function fromParam(name: string, prefix = ''): RequestKeyFactory {
+  return (context) => {
+    const value: unknown = context.switchToHttp().getRequest<{ params?: Record<string, unknown> }>().params?.[name];
+    if (typeof value !== 'string' || value === '') throw new BadRequestException(`The route parameter "${name}" is required`);
+    return prefix + value;
+  };
+}
+
+/**
+ * A key from an HTTP request header (case-insensitive):
+ * `fromHeader('Idempotency-Key', 'payments:')`. A missing header answers 400.
+ */
+export function fromHeader(name: string, prefix = ''): RequestKeyFactory {
+  const header = name.toLowerCase();
+  return (context) => {
+    const value: unknown = context.switchToHttp().getRequest<{ headers?: Record<string, unknown> }>().headers?.[header];
+    if (typeof value !== 'string' || value === '') throw new BadRequestException(`The ${name} header is required`);
+    return prefix + value;
+  };
+}
+
+/**
+ * The interceptor behind {@link LockRoute}. It acts only on handlers marked
+ * with `@LockRoute`, so it can also be bound globally.
+ */
+@Injectable()
+export class LockInterceptor implements NestInterceptor {
+  constructor(
+    @Inject(LockService) private readonly locks: LockService,
+    @Inject(Reflector) private readonly reflector: Reflector,
+  ) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const route = this.reflector.getAllAndOverride<RouteLock | undefined>(ROUTE_LOCK, [context.getHandler(), context.getClass()]);
+    if (!route) return next.handle();
+    return defer(() => this.take(context, route)).pipe(mergeMap((lock) => this.holdDuring(lock, next)));
+  }
+
+  private async take(context: ExecutionContext, route: RouteLock): Promise<LockHandle> {
+    const where = `@LockRoute on ${context.getClass().name}.${context.getHandler().name}`;
+    let key: unknown;
+    try {
+      key = route.key(context);
+    } catch (error) {
+      if (error instanceof Error && 'getStatus' in error) throw error;
+      throw new InvalidLockKeyError(`${where}: the key function threw: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
+    }
+    const taken = await this.locks.take(validateKey(key, where), { ttl: route.ttl, wait: route.wait });
+    if (taken instanceof LockUnavailableError) throw taken;
+    return taken;
+  }
+
+  /** Subscribes to the handler with the lock as the current lock, and releases on completion, error or unsubscribe. */
+  private holdDuring(lock: LockHandle, next: CallHandler): Observable<unknown> {
+    return new Observable((subscriber) => {
+      const onLost = () => {
+        const reason: unknown = lock.signal.reason;
+        if (reason instanceof LockLostError && reason.reason !== 'released') subscriber.error(reason);
+      };
+      lock.signal.addEventListener('abort', onLost, { once: true });
+      // next.handle() captures the async context when it is called, so the
+      // handler sees this lock through LockService.current().
+      const subscription = this.locks.runWith(lock, () => next.handle()).subscribe(subscriber);
+      return () => {
+        lock.signal.removeEventListener('abort', onLost);
+        subscription.unsubscribe();
+        void this.locks.releaseQuietly(lock);
+      };
+    });
+  }
+}
+
+/**
+ * Registered globally by `LockModule`: turns a `LockUnavailableError` that
+ * reaches an HTTP response into 409 Conflict, with `Retry-After` when the
+ * store could estimate it. The body does not name the lock key, which is an
+ * internal name; other transports receive the error as it is.
+ */
+@Injectable()
+export class LockConflictInterceptor implements NestInterceptor {
+  constructor(@Optional() @Inject(HttpAdapterHost) private readonly adapterHost?: HttpAdapterHost) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    if (context.getType() !== 'http') return next.handle();
+    return next.handle().pipe(
+      catchError((error: unknown) => {
+        if (!(error instanceof LockUnavailableError)) return throwError(() => error);
+        const adapter = this.adapterHost?.httpAdapter;
+        if (error.retryAfter !== undefined && adapter) {
+          adapter.setHeader(context.switchToHttp().getResponse(), 'Retry-After', String(Math.max(1, Math.ceil(error.retryAfter / 1000))));
+        }
+        return throwError(
+          () =>
+            new ConflictException('This resource is locked by another operation; retry later', {
+              cause: error,
+              description: 'Conflict',
+            }),
+        );
+      }),
+    );
+  }
+}

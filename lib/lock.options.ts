@@ -1,0 +1,104 @@
+import { Logger } from '@nestjs/common';
+import { InvalidLockOptionError } from './errors.js';
+import { toMilliseconds, type Duration } from './duration.js';
+import type { LockStore } from './store/lock-store.js';
+import { MemoryLockStore } from './stores/memory/memory.store.js';
+
+/**
+ * Options of `LockModule.forRoot` (and the object `forRootAsync`'s factory
+ * returns).
+ *
+ * @example
+ * LockModule.forRoot({ store: new RedisLockStore({ url }), ttl: '30s', keyPrefix: 'billing' })
+ */
+export interface LockModuleOptions {
+  /** The store every lock goes to. Default: a new `MemoryLockStore` (one process only). */
+  store?: LockStore;
+  /** Lease length of a lock unless a call says otherwise. Default 30s. Renewed every ttl/3 while held. */
+  ttl?: Duration;
+  /** How long `acquire` and `@WithLock` wait for a busy lock unless a call says otherwise. Default 0 (one try). */
+  wait?: Duration;
+  /**
+   * Namespace for every key of this application, so several applications can
+   * share one store. Its ':' and '%' are escaped, so no key can reach into
+   * another prefix. Default '' (the keys' own namespace).
+   */
+  keyPrefix?: string;
+  /**
+   * Close the store when the application shuts down. Default: true for the
+   * store the module created itself, false for a store you passed in (it may
+   * be shared); set true when you created the store only for this module.
+   */
+  closeStore?: boolean;
+}
+
+/** Options after validation, with defaults applied. */
+export interface LockSettings {
+  readonly store: LockStore;
+  readonly ttl: number;
+  readonly wait: number;
+  readonly keyPrefix: string;
+  readonly closeStore: boolean;
+}
+
+export const DEFAULT_TTL_MS = 30_000;
+
+const KNOWN = new Set(['store', 'ttl', 'wait', 'keyPrefix', 'closeStore', 'isGlobal']);
+
+/** Validates module options at bootstrap, so a mistake stops the app before the first lock. */
+export function resolveSettings(options: LockModuleOptions | undefined): LockSettings {
+  const given = options ?? {};
+  if (typeof given !== 'object') {
+    throw new InvalidLockOptionError('LockModule options', given, 'pass an object such as { ttl: "30s" }');
+  }
+  for (const name of Object.keys(given)) {
+    if (!KNOWN.has(name)) {
+      throw new InvalidLockOptionError(
+        `LockModule option "${name}"`,
+        (given as Record<string, unknown>)[name],
+        `remove it; the options are ${[...KNOWN].join(', ')}`,
+      );
+    }
+  }
+  if (given.store !== undefined && !isStore(given.store)) {
+    throw new InvalidLockOptionError(
+      'LockModule option "store"',
+      given.store,
+      'pass a LockStore instance such as new MemoryLockStore() or new RedisLockStore({ url })',
+    );
+  }
+  if (given.keyPrefix !== undefined && typeof given.keyPrefix !== 'string') {
+    throw new InvalidLockOptionError('LockModule option "keyPrefix"', given.keyPrefix, 'pass a string');
+  }
+  if (given.closeStore !== undefined && typeof given.closeStore !== 'boolean') {
+    throw new InvalidLockOptionError('LockModule option "closeStore"', given.closeStore, 'pass true or false');
+  }
+  const created = given.store === undefined;
+  if (created && process.env.NODE_ENV === 'production') {
+    new Logger('LockModule').warn(
+      'No store was configured, so locks use the in-memory store and exclude only callers in this process; ' +
+        'pass a shared store (RedisLockStore, EtcdLockStore, DbusLockStore) to LockModule.forRoot for several instances',
+    );
+  }
+  return {
+    store: given.store ?? new MemoryLockStore(),
+    ttl: given.ttl === undefined ? DEFAULT_TTL_MS : toMilliseconds(given.ttl, 'LockModule option "ttl"'),
+    wait: given.wait === undefined ? 0 : toMilliseconds(given.wait, 'LockModule option "wait"', true),
+    keyPrefix: given.keyPrefix ?? '',
+    closeStore: given.closeStore ?? created,
+  };
+}
+
+function isStore(value: unknown): value is LockStore {
+  const store = value as Partial<LockStore> | null;
+  return (
+    typeof store === 'object' &&
+    store !== null &&
+    typeof store.acquire === 'function' &&
+    typeof store.release === 'function' &&
+    typeof store.renew === 'function' &&
+    typeof store.close === 'function' &&
+    typeof store.traits === 'object'
+  );
+}
+

@@ -1,0 +1,251 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
+import { systemClock, type Clock } from './clock.js';
+import { toMilliseconds, type Duration } from './duration.js';
+import { LockStoreError, LockUnavailableError, type LockLostError } from './errors.js';
+import { namespacedKey, validateKey } from './key.js';
+import { LockHandle, storeFailure, type Lock, type LockOwner } from './lock.js';
+import type { LockSettings } from './lock.options.js';
+import { LOCK_SETTINGS } from './lock.tokens.js';
+import { RenewalScheduler } from './renewal-scheduler.js';
+import type { LockStore } from './store/lock-store.js';
+
+/** Per-call options of `acquire`, `tryAcquire` and `withLock`. */
+export interface AcquireOptions {
+  /** Lease length; default the module's `ttl` (30s). */
+  ttl?: Duration;
+  /** How long to wait for a busy lock; default the module's `wait` (0: one try). */
+  wait?: Duration;
+  /** Aborts the wait; the call then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Listener of lock losses: see {@link LockService.onLost}. */
+export type LockLostListener = (lock: Lock, error: LockLostError) => void;
+
+/** The lock of the enclosing `@WithLock` / `withLock` call, shared by every service in the process. */
+const currentLock = new AsyncLocalStorage<Lock>();
+
+/** Services alive in this process, for `@WithLock` methods on instances the explorer did not see. */
+export const activeServices = new Set<LockService>();
+
+/**
+ * Takes, holds and releases locks in the store configured by `LockModule`.
+ *
+ * @example
+ * constructor(private readonly locks: LockService) {}
+ *
+ * async settle(id: string) {
+ *   return this.locks.withLock(`invoice:${id}`, async (lock) => {
+ *     await this.ledger.post(id, { fence: lock.fencingToken });
+ *   }, { wait: '5s' });
+ * }
+ */
+@Injectable()
+export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShutdown {
+  readonly store: LockStore;
+  readonly clock: Clock;
+  private readonly scheduler: RenewalScheduler;
+  private readonly listeners = new Set<LockLostListener>();
+  private readonly logger = new Logger('LockService');
+  private stopped = false;
+
+  constructor(@Inject(LOCK_SETTINGS) readonly settings: LockSettings) {
+    this.store = settings.store;
+    this.clock = settings.store.clock ?? systemClock;
+    this.scheduler = new RenewalScheduler(this.store, this.clock, this.logger);
+    activeServices.add(this);
+  }
+
+  /**
+   * Takes the lock, waiting up to `wait` for a busy one. Rejects with
+   * {@link LockUnavailableError} when it is still held by someone else then.
+   *
+   * @example
+   * await using lock = await locks.acquire('reports:daily', { ttl: '2m', wait: '10s' });
+   */
+  async acquire(key: string, options: AcquireOptions = {}): Promise<Lock> {
+    const result = await this.take(validateKey(key, 'LockService.acquire'), options);
+    if (result instanceof LockUnavailableError) throw result;
+    return result;
+  }
+
+  /**
+   * Like {@link acquire}, but resolves `null` instead of rejecting when the
+   * lock is busy.
+   *
+   * @example
+   * const lock = await locks.tryAcquire('cache:rebuild');
+   * if (!lock) return; // someone else is rebuilding
+   */
+  async tryAcquire(key: string, options: AcquireOptions = {}): Promise<Lock | null> {
+    const result = await this.take(validateKey(key, 'LockService.tryAcquire'), options);
+    return result instanceof LockUnavailableError ? null : result;
+  }
+
+  /**
+   * Runs `fn` while holding the lock and releases it afterwards, whether `fn`
+   * resolves or throws. Inside `fn`, {@link current} returns the lock.
+   *
+   * @example
+   * const total = await locks.withLock(`cart:${id}`, () => this.carts.checkout(id), { wait: '2s' });
+   */
+  async withLock<T>(key: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions = {}): Promise<T> {
+    const lock = await this.acquire(key, options);
+    try {
+      return await currentLock.run(lock, fn, lock);
+    } finally {
+      await this.releaseQuietly(lock);
+    }
+  }
+
+  /**
+   * The lock of the enclosing `@WithLock` method or `withLock` callback, so
+   * code deep inside can read its fencing token and signal.
+   *
+   * @example
+   * const fence = this.locks.current()?.fencingToken;
+   */
+  current(): Lock | undefined {
+    return currentLock.getStore();
+  }
+
+  /**
+   * Calls `listener` whenever a lock taken through this service is lost
+   * (not when it is released). Returns a function that removes the listener.
+   *
+   * @example
+   * locks.onLost((lock, error) => metrics.increment('lock.lost', { reason: error.reason }));
+   */
+  onLost(listener: LockLostListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Takes `key` (already validated) or says why not. Waits in the store when
+   * it can wait by itself; otherwise re-tries with a bounded, jittered delay.
+   * @internal
+   */
+  async take(key: string, options: AcquireOptions): Promise<LockHandle | LockUnavailableError> {
+    if (this.stopped) {
+      throw new LockStoreError(`Cannot lock "${key}": LockModule has shut down; take locks only while the application runs`);
+    }
+    const ttl = options.ttl === undefined ? this.settings.ttl : toMilliseconds(options.ttl, `ttl of lock "${key}"`);
+    const wait =
+      options.wait === undefined ? this.settings.wait : toMilliseconds(options.wait, `wait of lock "${key}"`, true);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const storeKey = namespacedKey(this.settings.keyPrefix, key);
+    const waitUntil = this.clock.now() + wait;
+    let retryAfter: number | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const owner = randomUUID();
+      let handle: LockHandle | undefined;
+      const remaining = Math.max(0, waitUntil - this.clock.now());
+      let result;
+      try {
+        result = await this.store.acquire({
+          key: storeKey,
+          owner,
+          ttl,
+          wait: this.store.traits.waits ? remaining : 0,
+          signal,
+          onLost: (reason) => handle?.lose(reason),
+        });
+      } catch (error) {
+        throw storeFailure(this.store, `acquire lock "${key}"`, error);
+      }
+      if (result.acquired) {
+        handle = new LockHandle(this, key, storeKey, owner, result.fencingToken, ttl, result);
+        this.scheduler.add(handle);
+        if (signal?.aborted) {
+          await this.releaseQuietly(handle);
+          signal.throwIfAborted();
+        }
+        return handle;
+      }
+      signal?.throwIfAborted();
+      retryAfter = result.retryAfter;
+      const left = waitUntil - this.clock.now();
+      if (this.store.traits.waits || left <= 0) return new LockUnavailableError(key, wait, retryAfter);
+      await this.pause(Math.min(left, backoff(attempt)), signal);
+    }
+  }
+
+  /**
+   * Runs `fn` with `lock` as the current lock.
+   * @internal
+   */
+  runWith<T>(lock: Lock, fn: () => T): T {
+    return currentLock.run(lock, fn);
+  }
+
+  /**
+   * Releases after a critical section. A store failure here is logged, not
+   * thrown: the caller's own result matters more, and the lease ends by
+   * itself within its ttl.
+   * @internal
+   */
+  async releaseQuietly(lock: Lock): Promise<void> {
+    try {
+      await lock.release();
+    } catch (error) {
+      this.logger.warn(
+        `Releasing lock "${lock.key}" failed (${error instanceof Error ? error.message : String(error)}); ` +
+          'it ends by itself when its lease runs out',
+      );
+    }
+  }
+
+  /** @internal */
+  forget(lock: LockHandle): void {
+    this.scheduler.delete(lock);
+  }
+
+  /** @internal */
+  lost(lock: LockHandle, error: LockLostError): void {
+    this.logger.warn(
+      `${error.message}. Work still running under it must stop; writes must carry fencing token ${lock.fencingToken} so the resource rejects them`,
+    );
+    for (const listener of this.listeners) {
+      try {
+        listener(lock, error);
+      } catch (listenerError) {
+        this.logger.error(`An onLost listener threw for lock "${lock.key}"`, listenerError as Error);
+      }
+    }
+  }
+
+  /** Releases every lock still held, while the store's connection is still open. */
+  async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
+    activeServices.delete(this);
+    await Promise.all(this.scheduler.held().map((lock) => this.releaseQuietly(lock)));
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.settings.closeStore) await this.store.close();
+  }
+
+  private pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        timer.cancel();
+        reject(signal?.reason);
+      };
+      const timer = this.clock.setTimer(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/** 10ms, doubling to 250ms, with full jitter between half and all of it, so pollers do not march in step. */
+function backoff(attempt: number): number {
+  const ceiling = Math.min(250, 10 * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}

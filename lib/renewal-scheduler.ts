@@ -1,0 +1,111 @@
+import type { Logger } from '@nestjs/common';
+import type { Clock, Timer } from './clock.js';
+import type { LockHandle } from './lock.js';
+import type { LockStore } from './store/lock-store.js';
+
+/**
+ * Keeps every lock a service holds renewed, with one timer in all and one
+ * `store.renew` call per tick for every lock that is due (or nearly due), so
+ * 10,000 held locks cost one timer and a few batched round trips, not 10,000
+ * of each. One batch is in flight at a time: a slow store makes the scheduler
+ * skip beats instead of piling up requests. Deadlines are enforced on the same
+ * timer, so a lock whose renewal never came back is reported lost on time.
+ */
+export class RenewalScheduler {
+  private readonly locks = new Set<LockHandle>();
+  private timer?: Timer;
+  private timerAt = Infinity;
+  private inFlight = false;
+
+  constructor(
+    private readonly store: LockStore,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  get size(): number {
+    return this.locks.size;
+  }
+
+  /** All locks still held, for release at shutdown. */
+  held(): LockHandle[] {
+    return [...this.locks];
+  }
+
+  add(lock: LockHandle): void {
+    this.locks.add(lock);
+    this.arm(lock.renewAt - lock.renewSlack);
+  }
+
+  delete(lock: LockHandle): void {
+    this.locks.delete(lock);
+    if (this.locks.size === 0) this.disarm();
+  }
+
+  private arm(at: number): void {
+    if (at >= this.timerAt) return;
+    this.timer?.cancel();
+    this.timerAt = at;
+    this.timer = this.clock.setTimer(() => this.tick(), Math.max(0, at - this.clock.now()));
+  }
+
+  private disarm(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.clock.now();
+    const due: LockHandle[] = [];
+    for (const lock of this.locks) {
+      if (now >= lock.deadline) lock.lose('expired');
+      else if (!this.inFlight && now >= lock.renewAt - lock.renewSlack) due.push(lock);
+    }
+    if (due.length > 0) void this.renew(due);
+    this.rearm();
+  }
+
+  /** Arms the timer for the earliest renewal (or, while one is in flight, the earliest deadline). */
+  private rearm(): void {
+    let next = Infinity;
+    for (const lock of this.locks) {
+      const at = this.inFlight ? lock.deadline : Math.min(lock.deadline, lock.renewAt - lock.renewSlack);
+      if (at < next) next = at;
+    }
+    if (next < Infinity) this.arm(next);
+  }
+
+  private async renew(batch: LockHandle[]): Promise<void> {
+    this.inFlight = true;
+    try {
+      const results = await this.store.renew(
+        batch.map((lock) => ({ key: lock.storeKey, owner: lock.ownerId, ttl: lock.ttl })),
+      );
+      batch.forEach((lock, i) => {
+        const result = results[i];
+        if (!this.locks.has(lock)) return;
+        if (result?.renewed) lock.confirm(result);
+        else lock.lose('not-owner');
+      });
+    } catch (error) {
+      // The store could not be asked. Try again well before the deadline;
+      // if no renewal is confirmed by then, the deadline check reports loss.
+      const now = this.clock.now();
+      for (const lock of batch) {
+        lock.renewAt = now + Math.min(1_000, Math.max(10, (lock.deadline - now) / 4));
+        lock.renewSlack = 0;
+      }
+      this.logger.warn(
+        `Renewing ${batch.length} lock(s) in the ${this.store.traits.name} store failed (${
+          error instanceof Error ? error.message : String(error)
+        }); retrying until their deadlines`,
+      );
+    } finally {
+      this.inFlight = false;
+      this.rearm();
+    }
+  }
+}
