@@ -238,7 +238,7 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
       const timer = this.clock.setTimer(() => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
-      }, ms);
+      }, ms, true);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

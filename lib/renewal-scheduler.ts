@@ -34,7 +34,7 @@ export class RenewalScheduler {
 
   add(lock: LockHandle): void {
     this.locks.add(lock);
-    this.arm(lock.renewAt - lock.renewSlack);
+    this.arm(lock.renewAt);
   }
 
   delete(lock: LockHandle): void {
@@ -68,11 +68,15 @@ export class RenewalScheduler {
     this.rearm();
   }
 
-  /** Arms the timer for the earliest renewal (or, while one is in flight, the earliest deadline). */
+  /**
+   * Arms the timer for the earliest renewal (or, while one is in flight, the
+   * earliest deadline). The slack only widens which locks join a tick that
+   * fires anyway; it never makes the timer fire sooner.
+   */
   private rearm(): void {
     let next = Infinity;
     for (const lock of this.locks) {
-      const at = this.inFlight ? lock.deadline : Math.min(lock.deadline, lock.renewAt - lock.renewSlack);
+      const at = this.inFlight ? lock.deadline : Math.min(lock.deadline, lock.renewAt);
       if (at < next) next = at;
     }
     if (next < Infinity) this.arm(next);

@@ -144,7 +144,7 @@ export class MemoryLockStore implements LockStore {
         entry.expiry = undefined;
       }
     };
-    waiter.timer = this.clock.setTimer(giveUp, request.wait);
+    waiter.timer = this.clock.setTimer(giveUp, request.wait, true);
     if (request.signal) {
       waiter.onAbort = giveUp;
       request.signal.addEventListener('abort', giveUp, { once: true });
