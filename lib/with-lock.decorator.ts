@@ -28,13 +28,29 @@ export interface WithLockOptions {
   lockAtLeastFor?: Duration;
 }
 
-/** A key, or a function of the method's arguments (as the method receives them) called with the instance as `this`. */
-export type LockKeyFactory<This, Args extends unknown[]> = string | ((this: This, ...args: Args) => string);
+/**
+ * A key, or a function of the method's arguments (as the method receives
+ * them, after pipes) called with the instance as `this`.
+ *
+ * The `any` here is deliberate: it is only a constraint, so that a key
+ * function with annotated parameters (`(id: string) => ...`) or a `this`
+ * type fits; `WithLock` then checks it against the decorated method.
+ */
+export type LockKeyFactory = string | ((this: any, ...args: any[]) => string);
+
+/** Makes a decorator application fail to compile when the key function cannot take the method's arguments. */
+type KeyFits<K, M> = K extends string
+  ? unknown
+  : M extends (...args: infer A) => unknown
+    ? K extends (this: never, ...args: A) => string
+      ? unknown
+      : { 'the key function must accept the method\'s arguments': never }
+    : never;
 
 /** What the decorator resolved at decoration time. @internal */
 export interface LockPlan {
   readonly where: string;
-  readonly key: LockKeyFactory<unknown, unknown[]>;
+  readonly key: LockKeyFactory;
   readonly ttl?: number;
   readonly wait?: number;
   readonly onBusy?: 'throw' | 'skip';
@@ -64,10 +80,14 @@ const logger = new Logger('WithLock');
  * @WithLock('reports:minutely', { lockAtLeastFor: '10s' })  // onBusy defaults to 'skip' here
  * buildReport() { ... }
  */
-export function WithLock<This, Args extends unknown[]>(
-  key: LockKeyFactory<This, Args>,
+export function WithLock<K extends LockKeyFactory>(
+  key: K,
   options: WithLockOptions = {},
-): (target: object, property: string | symbol, descriptor: TypedPropertyDescriptor<(this: This, ...args: Args) => unknown>) => void {
+): <M extends (...args: any[]) => unknown>(
+  target: object,
+  property: string | symbol,
+  descriptor: TypedPropertyDescriptor<M> & KeyFits<K, M>,
+) => void {
   return (target, property, descriptor) => {
     const owner = typeof target === 'function' ? target.name : target.constructor.name;
     const where = `@WithLock on ${owner}.${String(property)}`;
@@ -75,9 +95,9 @@ export function WithLock<This, Args extends unknown[]>(
     if (typeof original !== 'function') {
       throw new InvalidLockOptionError(where, original, 'apply @WithLock to a method');
     }
-    const plan = resolvePlan(where, key as LockKeyFactory<unknown, unknown[]>, options);
-    const wrapped = function (this: This, ...args: Args): Promise<unknown> {
-      return runLocked(serviceFor(this, where), plan, this, args, original, wrapped);
+    const plan = resolvePlan(where, key, options);
+    const wrapped = function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      return runLocked(plan, this, args, original, wrapped);
     };
     for (const metadataKey of Reflect.getMetadataKeys(original)) {
       Reflect.defineMetadata(metadataKey, Reflect.getMetadata(metadataKey, original), wrapped);
@@ -85,7 +105,7 @@ export function WithLock<This, Args extends unknown[]>(
     Reflect.defineMetadata(PLAN, plan, wrapped);
     Object.defineProperty(wrapped, 'name', { value: original.name });
     Object.defineProperty(wrapped, 'length', { value: original.length });
-    descriptor.value = wrapped;
+    descriptor.value = wrapped as typeof original;
   };
 }
 
@@ -110,7 +130,7 @@ export function checkPlan(plan: LockPlan, ttl: number): void {
   }
 }
 
-function resolvePlan(where: string, key: LockKeyFactory<unknown, unknown[]>, options: WithLockOptions): LockPlan {
+function resolvePlan(where: string, key: LockKeyFactory, options: WithLockOptions): LockPlan {
   if (typeof key === 'string') validateKey(key, where);
   else if (typeof key !== 'function') {
     throw new InvalidLockKeyError(`${where}: the key is ${describeValue(key)}; pass a string or a function of the method's arguments`);
@@ -175,13 +195,13 @@ function lockKey(plan: LockPlan, instance: unknown, args: unknown[]): string {
 }
 
 async function runLocked(
-  service: LockService,
   plan: LockPlan,
   instance: unknown,
   args: unknown[],
   original: (...args: never[]) => unknown,
   wrapped: object,
 ): Promise<unknown> {
+  const service = serviceFor(instance, plan.where);
   const key = lockKey(plan, instance, args);
   if (plan.lockAtLeastFor !== undefined) checkPlan(plan, service.settings.ttl);
   const taken = await service.take(key, { ttl: plan.ttl, wait: plan.wait });
