@@ -1,9 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { systemClock, type Clock } from './clock.js';
 import { toMilliseconds, type Duration } from './duration.js';
-import { LockStoreError, LockUnavailableError, type LockLostError } from './errors.js';
+import { LockModuleMissingError, LockStoreError, LockUnavailableError, type LockLostError } from './errors.js';
 import { namespacedKey, validateKey } from './key.js';
 import { LockHandle, storeFailure, type Lock, type LockOwner } from './lock.js';
 import type { LockSettings } from './lock.options.js';
@@ -51,7 +51,15 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
   private readonly logger = new Logger('LockService');
   private stopped = false;
 
-  constructor(@Inject(LOCK_SETTINGS) readonly settings: LockSettings) {
+  readonly settings: LockSettings;
+
+  constructor(@Optional() @Inject(LOCK_SETTINGS) settings?: LockSettings) {
+    if (!settings) {
+      throw new LockModuleMissingError(
+        'LockService was created without LockModule; import LockModule.forRoot() (or forRootAsync()) in your root module instead of listing LockService in providers',
+      );
+    }
+    this.settings = settings;
     this.store = settings.store;
     this.clock = settings.store.clock ?? systemClock;
     this.scheduler = new RenewalScheduler(this.store, this.clock, this.logger);

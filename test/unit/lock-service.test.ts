@@ -280,3 +280,46 @@ describe('LockModule lifecycle', () => {
     await assert.rejects(locks.acquire('late'), /LockModule has shut down/);
   });
 });
+
+describe('LockModule configuration', () => {
+  it('tells which module to import when LockService is provided without LockModule', async () => {
+    const { Test } = await import('@nestjs/testing');
+    const moduleRef = Test.createTestingModule({ providers: [LockService] });
+    await assert.rejects(moduleRef.compile(), /LockService was created without LockModule; import LockModule\.forRoot\(\)/);
+  });
+
+  it('configures itself asynchronously from a factory with injected dependencies', async () => {
+    const { Module } = await import('@nestjs/common');
+    const { Test } = await import('@nestjs/testing');
+    const { LockModule } = await import('nestjs-distributed-lock');
+    const CONFIG = Symbol('config');
+    @Module({ providers: [{ provide: CONFIG, useValue: { ttl: '45s', keyPrefix: 'async' } }], exports: [CONFIG] })
+    class ConfigModule {}
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        LockModule.forRootAsync({
+          imports: [ConfigModule],
+          inject: [CONFIG],
+          useFactory: (config: { ttl: string; keyPrefix: string }) => config,
+        }),
+      ],
+    }).compile();
+    const locks = moduleRef.get(LockService);
+    assert.equal(locks.settings.ttl, 45_000);
+    assert.equal(locks.settings.keyPrefix, 'async');
+    await moduleRef.close();
+  });
+
+  const badOptions: [string, LockModuleOptions, RegExp][] = [
+    ['an unknown option', { tll: '5s' } as LockModuleOptions, /LockModule option "tll"/],
+    ['a zero ttl', { ttl: 0 }, /LockModule option "ttl": 0; use a finite duration greater than 0/],
+    ['an unparsable wait', { wait: 'soon' }, /LockModule option "wait": "soon"/],
+    ['a store that is not a LockStore', { store: {} as MemoryLockStore }, /LockModule option "store".*pass a LockStore instance/],
+    ['a non-string keyPrefix', { keyPrefix: 7 as unknown as string }, /LockModule option "keyPrefix": 7; pass a string/],
+  ];
+  for (const [what, options, message] of badOptions) {
+    it(`stops the application at bootstrap on ${what}`, async () => {
+      await assert.rejects(createTestApp({ lock: options }), message);
+    });
+  }
+});
