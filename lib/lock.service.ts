@@ -49,7 +49,8 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
   private readonly scheduler: RenewalScheduler;
   private readonly listeners = new Set<LockLostListener>();
   private readonly logger = new Logger('LockService');
-  private stopped = false;
+  /** True once the module began shutting down; later locks are refused. @internal */
+  stopped = false;
 
   readonly settings: LockSettings;
 

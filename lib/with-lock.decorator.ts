@@ -202,13 +202,20 @@ async function runLocked(
   wrapped: object,
 ): Promise<unknown> {
   const service = serviceFor(instance, plan.where);
+  const onBusy = plan.onBusy ?? (Reflect.getMetadata(SCHEDULER_TYPE, wrapped) === undefined ? 'throw' : 'skip');
+  const method = plan.where.slice('@WithLock on '.length);
+  // The scheduler stops its jobs only after the module released its locks;
+  // a tick in between is a skipped run, not an error.
+  if (service.stopped && onBusy === 'skip') {
+    logger.debug(`Skipped ${method}: the application is shutting down`);
+    return undefined;
+  }
   const key = lockKey(plan, instance, args);
   if (plan.lockAtLeastFor !== undefined) checkPlan(plan, service.settings.ttl);
   const taken = await service.take(key, { ttl: plan.ttl, wait: plan.wait });
   if (taken instanceof LockUnavailableError) {
-    const onBusy = plan.onBusy ?? (Reflect.getMetadata(SCHEDULER_TYPE, wrapped) === undefined ? 'throw' : 'skip');
     if (onBusy === 'throw') throw taken;
-    logger.debug(`Skipped ${plan.where.slice('@WithLock on '.length)}: lock "${key}" is held elsewhere`);
+    logger.debug(`Skipped ${method}: lock "${key}" is held elsewhere`);
     return undefined;
   }
   try {

@@ -255,3 +255,28 @@ describe('@WithLock on @nestjs/schedule jobs', () => {
     }
   });
 });
+
+describe('@WithLock during shutdown', () => {
+  @Injectable()
+  class Nightly {
+    @Interval(1_000_000)
+    @WithLock('nightly')
+    async run(): Promise<string> {
+      return 'ran';
+    }
+
+    @WithLock('manual')
+    async manual(): Promise<string> {
+      return 'ran';
+    }
+  }
+
+  it('skips a scheduled run that fires after the locks were released, and refuses other calls clearly', async () => {
+    const one = await createTestApp({ providers: [Nightly] });
+    const nightly = one.get(Nightly);
+    await one.get(LockService).onModuleDestroy();
+    assert.equal(await nightly.run(), undefined);
+    await assert.rejects(nightly.manual(), /LockModule has shut down/);
+    await one.close();
+  });
+});
