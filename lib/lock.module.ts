@@ -1,4 +1,4 @@
-import { ConfigurableModuleBuilder, Module } from '@nestjs/common';
+import { ConfigurableModuleBuilder, Module, type DynamicModule } from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { LockExplorer } from './lock.explorer.js';
 import { LockConflictInterceptor, LockInterceptor } from './lock.interceptor.js';
@@ -6,7 +6,7 @@ import { resolveSettings, type LockModuleOptions } from './lock.options.js';
 import { LockService } from './lock.service.js';
 import { LOCK_SETTINGS } from './lock.tokens.js';
 
-const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN } = new ConfigurableModuleBuilder<LockModuleOptions>()
+const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN, OPTIONS_TYPE } = new ConfigurableModuleBuilder<LockModuleOptions>()
   .setClassMethodName('forRoot')
   .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
   .build();
@@ -35,4 +35,9 @@ const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN } = new ConfigurableModule
   ],
   exports: [LockService, LockInterceptor],
 })
-export class LockModule extends ConfigurableModuleClass {}
+export class LockModule extends ConfigurableModuleClass {
+  /** Registers the module; with no options, a `MemoryLockStore` and the defaults. */
+  static override forRoot(options: typeof OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+}

@@ -282,6 +282,17 @@ describe('LockModule lifecycle', () => {
 });
 
 describe('LockModule configuration', () => {
+  it('works with no options at all: LockModule.forRoot()', async () => {
+    const { Test } = await import('@nestjs/testing');
+    const { LockModule } = await import('nestjs-distributed-lock');
+    const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot()] }).compile();
+    const locks = moduleRef.get(LockService);
+    assert.equal(locks.settings.ttl, 30_000);
+    assert.equal(locks.store.traits.name, 'memory');
+    await (await locks.acquire('defaults')).release();
+    await moduleRef.close();
+  });
+
   it('tells which module to import when LockService is provided without LockModule', async () => {
     const { Test } = await import('@nestjs/testing');
     const moduleRef = Test.createTestingModule({ providers: [LockService] });
