@@ -334,3 +334,33 @@ describe('LockModule configuration', () => {
     });
   }
 });
+
+describe('LockService bad input', () => {
+  const cases: [string, (locks: LockService) => Promise<unknown>, RegExp][] = [
+    ['an empty key', (l) => l.acquire(''), /LockService\.acquire: the key is empty/],
+    ['a non-string key', (l) => l.acquire(42 as unknown as string), /LockService\.acquire: the key is 42; use a non-empty string/],
+    ['an over-long key', (l) => l.tryAcquire('x'.repeat(1025)), /LockService\.tryAcquire: the key "x+…" \(1025 characters\) is longer than 1024 characters/],
+    ['an unpaired surrogate', (l) => l.acquire('a\uDC00'), /unpaired UTF-16 surrogate/],
+    ['a zero ttl', (l) => l.acquire('k', { ttl: 0 }), /ttl of lock "k": 0; use a finite duration greater than 0/],
+    ['a negative ttl', (l) => l.acquire('k', { ttl: -5 }), /ttl of lock "k": -5/],
+    ['a NaN wait', (l) => l.acquire('k', { wait: Number.NaN }), /wait of lock "k": NaN/],
+    ['an infinite ttl', (l) => l.acquire('k', { ttl: Infinity }), /ttl of lock "k": Infinity/],
+    ['an unparsable duration', (l) => l.withLock('k', () => 1, { wait: 'forever' }), /wait of lock "k": "forever"/],
+    ['a duration past the timer limit', (l) => l.acquire('k', { ttl: '600h' }), /ttl of lock "k": "600h"; use at most 2147483647ms/],
+  ];
+  for (const [what, call, message] of cases) {
+    it(`rejects ${what} with a typed error naming it`, async () => {
+      const { locks } = await setUp();
+      await assert.rejects(call(locks), (error: unknown) => {
+        assert.ok(error instanceof Error && ['InvalidLockKeyError', 'InvalidLockOptionError'].includes(error.name), String(error));
+        assert.match(error.message, message);
+        return true;
+      });
+    });
+  }
+
+  it('accepts every documented duration form', async () => {
+    const { locks } = await setUp();
+    for (const ttl of [1500, '500ms', '5s', '1.5s', '2m', '1h']) await (await locks.acquire(`d:${ttl}`, { ttl })).release();
+  });
+});
