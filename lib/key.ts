@@ -32,12 +32,13 @@ export function validateKey(key: unknown, where: string): string {
 }
 
 /**
- * Joins the module's prefix and a key into the name a store sees.
+ * Turns the module's prefix into the start of every name a store sees: the
+ * store key is `keySpace(prefix) + key`.
  *
- * The prefix's own ':' and '%' are percent-encoded, so the first ':' in the
- * result always ends the prefix: no key, however hostile, can produce a name
- * inside another prefix (`a` + `b:c` and `a:b` + `c` stay apart).
+ * The prefix's own ':' and '%' are percent-encoded, so the first ':' in a
+ * store key always ends the prefix: no key, however hostile, can produce a
+ * name inside another prefix (`a` + `b:c` and `a:b` + `c` stay apart).
  */
-export function namespacedKey(prefix: string, key: string): string {
-  return `${prefix.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'))}:${key}`;
+export function keySpace(prefix: string): string {
+  return `${prefix.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'))}:`;
 }

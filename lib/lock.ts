@@ -64,6 +64,11 @@ type State = 'held' | 'released' | 'lost' | 'detached';
 export class LockHandle implements Lock {
   private state: State = 'held';
   private controller?: AbortController;
+  /**
+   * Why the lock stopped being held. For a release it is made only when
+   * someone asks (the signal or a refused extend): building an Error captures
+   * a stack trace, which would cost more than the whole acquire and release.
+   */
   private reason?: LockLostError;
   /** End of the lease on the holder's clock. */
   deadline = 0;
@@ -96,7 +101,7 @@ export class LockHandle implements Lock {
     // AbortController per acquisition costs more than the rest of the path.
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.reason) this.controller.abort(this.reason);
+      if (this.state !== 'held') this.controller.abort(this.endReason());
     }
     return this.controller.signal;
   }
@@ -111,8 +116,9 @@ export class LockHandle implements Lock {
   /** Marks the lock lost, once; later calls (a late renewal answer, a store's session report) do nothing. */
   lose(reason: Exclude<LockLostReason, 'released'>, cause?: unknown): void {
     if (this.state !== 'held') return;
-    this.end('lost', new LockLostError(this.key, reason, { cause }));
-    this.owner.lost(this, this.reason as LockLostError);
+    const error = new LockLostError(this.key, reason, { cause });
+    this.end('lost', error);
+    this.owner.lost(this, error);
   }
 
   async extend(ttl?: number | string): Promise<void> {
@@ -135,7 +141,7 @@ export class LockHandle implements Lock {
 
   async release(): Promise<boolean> {
     if (this.state !== 'held') return false;
-    this.end('released', new LockLostError(this.key, 'released'));
+    this.end('released');
     try {
       return await this.owner.store.release(this.storeKey, this.ownerId);
     } catch (error) {
@@ -155,24 +161,28 @@ export class LockHandle implements Lock {
       return;
     }
     await this.extend(remaining);
-    this.end('detached', new LockLostError(this.key, 'released'));
+    this.end('detached');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }
 
-  private end(state: State, reason: LockLostError): void {
+  private end(state: State, reason?: LockLostError): void {
     this.state = state;
     this.reason = reason;
-    this.controller?.abort(reason);
+    this.controller?.abort(this.endReason());
     this.owner.forget(this);
+  }
+
+  private endReason(): LockLostError {
+    return (this.reason ??= new LockLostError(this.key, 'released'));
   }
 
   private assertHeld(): void {
     if (this.state === 'held' && this.owner.clock.now() < this.deadline) return;
     if (this.state === 'held') this.lose('expired');
-    throw this.reason ?? new LockLostError(this.key, 'released');
+    throw this.endReason();
   }
 }
 

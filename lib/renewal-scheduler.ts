@@ -37,9 +37,20 @@ export class RenewalScheduler {
     this.arm(lock.renewAt);
   }
 
+  /**
+   * Forgets a lock. The timer stays armed even when no lock is left: it is
+   * unref'd, fires at most once more and then stops, and keeping it spares
+   * every short critical section a timer set-up and tear-down.
+   */
   delete(lock: LockHandle): void {
     this.locks.delete(lock);
-    if (this.locks.size === 0) this.disarm();
+  }
+
+  /** Cancels the timer, at shutdown. */
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = Infinity;
   }
 
   private arm(at: number): void {
@@ -47,12 +58,6 @@ export class RenewalScheduler {
     this.timer?.cancel();
     this.timerAt = at;
     this.timer = this.clock.setTimer(() => this.tick(), Math.max(0, at - this.clock.now()));
-  }
-
-  private disarm(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.timerAt = Infinity;
   }
 
   private tick(): void {

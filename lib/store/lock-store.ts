@@ -118,7 +118,7 @@ export interface LockStoreTraits {
 export interface AcquireRequest {
   /** The namespaced key (the module's prefix, then the application's key). */
   readonly key: string;
-  /** Random for every acquisition and never reused. */
+  /** Unique for every acquisition and never reused (a random per-process prefix and a sequence number). */
   readonly owner: string;
   /** Requested lease length in milliseconds. */
   readonly ttl: number;
