@@ -19,10 +19,14 @@ export class ProbeStore implements LockStore {
   private acquireReplyGate?: Promise<void>;
   private failRenewals = false;
 
-  constructor(readonly inner: LockStore) {}
+  constructor(
+    readonly inner: LockStore,
+    private readonly overrides: Partial<LockStore['traits']> = {},
+  ) {}
 
+  /** The inner store's traits, with overrides (e.g. `waits: false` to exercise the core's polling). */
   get traits() {
-    return this.inner.traits;
+    return { ...this.inner.traits, ...this.overrides };
   }
 
   get clock() {
@@ -65,7 +69,7 @@ export class ProbeStore implements LockStore {
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     this.acquireCalls++;
     const gate = this.acquireReplyGate;
-    const result = await this.inner.acquire(request);
+    const result = await this.inner.acquire(this.overrides.waits === false ? { ...request, wait: 0 } : request);
     if (result.acquired) this.owners.set(request.key, request.owner);
     if (gate) await gate;
     return result;

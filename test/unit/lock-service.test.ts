@@ -365,3 +365,42 @@ describe('LockService bad input', () => {
     for (const ttl of [1500, '500ms', '5s', '1.5s', '2m', '1h']) await (await locks.acquire(`d:${ttl}`, { ttl })).release();
   });
 });
+
+describe('LockService with a store that cannot wait by itself', () => {
+  async function pollingSetUp() {
+    const clock = new ManualClock();
+    const store = new ProbeStore(new MemoryLockStore({ clock }), { waits: false });
+    app = await createTestApp({ lock: { store } });
+    return { clock, store, locks: app.get(LockService) };
+  }
+
+  it('re-tries with a bounded back-off and takes the lock once it is free', async () => {
+    const { locks, clock, store } = await pollingSetUp();
+    const held = await locks.acquire('poll:a');
+    const waiting = locks.acquire('poll:a', { wait: '10s' });
+    await clock.advance(3_000);
+    const triesWhileHeld = store.acquireCalls - 1;
+    assert.ok(triesWhileHeld >= 5 && triesWhileHeld <= 3_000 / 125 + 5, `${triesWhileHeld} tries in 3s: backs off to 250ms`);
+    await held.release();
+    await clock.advance(250);
+    const lock = await waiting;
+    assert.equal(lock.held, true);
+    await lock.release();
+  });
+
+  it('gives up when wait runs out and stops at once when its signal aborts', async () => {
+    const { locks, clock } = await pollingSetUp();
+    const held = await locks.acquire('poll:b');
+    const timedOut = assert.rejects(locks.acquire('poll:b', { wait: '1s' }), LockUnavailableError);
+    await clock.advance(1_000);
+    await timedOut;
+    const controller = new AbortController();
+    const aborted = assert.rejects(locks.acquire('poll:b', { wait: '1m', signal: controller.signal }), /stop/);
+    await clock.advance(100);
+    controller.abort(new Error('stop'));
+    await aborted;
+    await held.release();
+    await clock.advance(30_000);
+    assert.equal(clock.pending, 0, 'no poll timer left behind');
+  });
+});
