@@ -176,7 +176,7 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
       }
       if (result.acquired) {
         handle = new LockHandle(this, key, storeKey, owner, result.fencingToken, ttl, result);
-        this.scheduler.add(handle);
+        this.schedule(handle);
         if (signal?.aborted) {
           await this.releaseQuietly(handle);
           signal.throwIfAborted();
@@ -213,6 +213,11 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
           'it ends by itself when its lease runs out',
       );
     }
+  }
+
+  /** @internal */
+  schedule(lock: LockHandle): void {
+    this.scheduler.add(lock);
   }
 
   /** @internal */

@@ -52,6 +52,8 @@ export interface Lock extends AsyncDisposable {
 export interface LockOwner {
   readonly store: LockStore;
   readonly clock: Clock;
+  /** (Re)schedules the lock's next renewal; called when it is taken and when `extend` moves its renewal time. */
+  schedule(lock: LockHandle): void;
   /** Stops renewing the lock; called once, when it stops being held. */
   forget(lock: LockHandle): void;
   /** Reports a loss (event and warning); not called for releases. */
@@ -78,6 +80,8 @@ export class LockHandle implements Lock {
   renewSlack = 0;
   /** When the lease began, on the holder's clock (`lockAtLeastFor` counts from here). */
   readonly acquiredAt: number;
+  /** `validFrom` of the newest confirmation, so a late reply to an older request cannot override a newer one. */
+  private confirmedFrom = -Infinity;
 
   constructor(
     private readonly owner: LockOwner,
@@ -108,6 +112,8 @@ export class LockHandle implements Lock {
 
   /** Records a lease the store confirmed. */
   confirm({ validFrom, validFor }: Validity): void {
+    if (validFrom < this.confirmedFrom) return;
+    this.confirmedFrom = validFrom;
     this.deadline = validFrom + validFor;
     this.renewAt = validFrom + validFor / 3;
     this.renewSlack = validFor / 6;
@@ -136,6 +142,7 @@ export class LockHandle implements Lock {
     if (result?.renewed) {
       this.ttl = next;
       this.confirm(result);
+      this.owner.schedule(this);
     }
   }
 

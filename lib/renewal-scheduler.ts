@@ -32,6 +32,7 @@ export class RenewalScheduler {
     return [...this.locks];
   }
 
+  /** Tracks a lock, or re-times one whose renewal moved earlier (a shorter `extend`). */
   add(lock: LockHandle): void {
     this.locks.add(lock);
     this.arm(lock.renewAt);

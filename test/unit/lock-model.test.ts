@@ -11,8 +11,9 @@ import { ProbeStore } from '../support/probe-store.js';
  * outages (renewals failing, as when the holder cannot reach the store),
  * run against the real LockService on the memory store, and compared with a
  * model that says what must be true of them:
- * - a lock is held exactly until it is released, or until `ttl` after the
- *   last confirmed renewal while renewals fail;
+ * - a lock is never held past `ttl` after the last moment a renewal could
+ *   have been confirmed (safety), and a lock whose renewals never failed stays
+ *   held until it is released (liveness);
  * - a key can be taken exactly when no lock on it is held (mutual exclusion);
  * - fencing tokens of a key only grow;
  * - a lock that stops being held other than by release aborts its signal
@@ -23,9 +24,11 @@ const CLIENTS = 3;
 
 interface Held {
   lock: Lock;
-  /** When the lease runs out if no further renewal succeeds (model time). */
-  deadline: number;
+  /** The latest the lease can end: `ttl` after the last moment a renewal could have been confirmed. */
+  latestEnd: number;
   ttl: number;
+  /** Whether renewals ever failed while it was held; only then may it be lost. */
+  sawOutage: boolean;
 }
 
 interface Model {
@@ -64,7 +67,7 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
     const last = model.lastToken.get(this.key) ?? -Infinity;
     assert.ok(lock.fencingToken > last, `token ${lock.fencingToken} > ${last}`);
     model.lastToken.set(this.key, lock.fencingToken);
-    model.held.set(name, { lock, deadline: model.now + this.ttl, ttl: this.ttl });
+    model.held.set(name, { lock, latestEnd: model.now + this.ttl, ttl: this.ttl, sawOutage: model.outage });
   }
   toString = () => `acquire(${this.client}, ${this.key}, ${this.ttl})`;
 }
@@ -105,7 +108,7 @@ class Extend implements fc.AsyncCommand<Model, Real> {
     }
     await held.lock.extend(this.ttl);
     held.ttl = this.ttl;
-    held.deadline = model.now + this.ttl;
+    held.latestEnd = model.now + this.ttl;
   }
   toString = () => `extend(${this.client}, ${this.key}, ${this.ttl})`;
 }
@@ -114,20 +117,17 @@ class Advance implements fc.AsyncCommand<Model, Real> {
   constructor(readonly ms: number) {}
   check = () => true;
   async run(model: Model, real: Real): Promise<void> {
-    // Step through time so the model can follow renewals: while the store is
-    // reachable a held lock is renewed well before its deadline.
     for (let left = this.ms; left > 0; ) {
       const step = Math.min(left, 50);
       await real.clock.advance(step);
       model.now += step;
       left -= step;
       for (const [name, held] of model.held) {
-        const shouldHold = model.outage ? model.now < held.deadline : held.lock.held || model.now < held.deadline;
-        if (!model.outage && held.lock.held) held.deadline = Math.max(held.deadline, model.now + held.ttl * (2 / 3));
-        if (model.outage || !held.lock.held) {
-          assert.equal(held.lock.held, shouldHold, `${name} at ${model.now}: held until its deadline ${held.deadline}`);
-        }
-        if (!held.lock.held) {
+        if (held.lock.held) {
+          assert.ok(model.now < held.latestEnd, `${name} at ${model.now}: still held past the latest end of its lease, ${held.latestEnd}`);
+          if (!model.outage) held.latestEnd = model.now + held.ttl;
+        } else {
+          assert.ok(held.sawOutage, `${name} at ${model.now}: lost although its renewals never failed`);
           assert.ok(held.lock.signal.reason instanceof LockLostError, `${name}: a lost lock aborts its signal`);
         }
       }
@@ -142,6 +142,7 @@ class Outage implements fc.AsyncCommand<Model, Real> {
   async run(model: Model, real: Real): Promise<void> {
     real.store.breakRenewals(this.on);
     model.outage = this.on;
+    if (this.on) for (const held of model.held.values()) held.sawOutage = true;
   }
   toString = () => `outage(${this.on})`;
 }

@@ -404,3 +404,14 @@ describe('LockService with a store that cannot wait by itself', () => {
     assert.equal(clock.pending, 0, 'no poll timer left behind');
   });
 });
+
+describe('Lock.extend and renewal timing', () => {
+  it('keeps a lock whose extend shortened its ttl renewed on the new, shorter period', async () => {
+    const { locks, clock } = await setUp();
+    const lock = await locks.acquire('extend:short', { ttl: '3s' });
+    await lock.extend(500);
+    await clock.advance(5_000);
+    assert.equal(lock.held, true, 'renewed every ~167ms after the extend, not first at the old 1s mark');
+    await lock.release();
+  });
+});
