@@ -35,22 +35,16 @@ export class ProbeStore implements LockStore {
 
   /** Holds renewal replies until the returned function is called. */
   holdRenewals(): () => void {
-    let open!: () => void;
-    this.renewGate = new Promise((resolve) => (open = resolve));
-    return () => {
-      this.renewGate = undefined;
-      open();
-    };
+    const [gate, open] = makeGate(() => (this.renewGate = undefined));
+    this.renewGate = gate;
+    return open;
   }
 
   /** Holds acquire replies (the store has already granted) until the returned function is called. */
   holdAcquireReplies(): () => void {
-    let open!: () => void;
-    this.acquireReplyGate = new Promise((resolve) => (open = resolve));
-    return () => {
-      this.acquireReplyGate = undefined;
-      open();
-    };
+    const [gate, open] = makeGate(() => (this.acquireReplyGate = undefined));
+    this.acquireReplyGate = gate;
+    return open;
   }
 
   /** Makes renewals fail as if the store were unreachable. */
@@ -89,4 +83,17 @@ export class ProbeStore implements LockStore {
   close(): Promise<void> {
     return this.inner.close();
   }
+}
+
+/** A promise and the function that resolves it, after running `onOpen`. */
+function makeGate(onOpen: () => void): [Promise<void>, () => void] {
+  let resolve!: () => void;
+  const gate = new Promise<void>((r) => (resolve = r));
+  return [
+    gate,
+    () => {
+      onOpen();
+      resolve();
+    },
+  ];
 }
