@@ -25,9 +25,11 @@ export interface LockModuleOptions {
    */
   keyPrefix?: string;
   /**
-   * Close the store when the application shuts down. Default: true for the
-   * store the module created itself, false for a store you passed in (it may
-   * be shared); set true when you created the store only for this module.
+   * Close the store at shutdown, once no other running application in this
+   * process uses the same store instance. Default: true for the store the
+   * module created itself and for a store that opened its own connection
+   * (`new RedisLockStore({ url })`), false for a store built on a client you
+   * passed in or a `MemoryLockStore` you made (you may keep using them).
    */
   closeStore?: boolean;
 }
@@ -85,7 +87,7 @@ export function resolveSettings(options: LockModuleOptions | undefined): LockSet
     ttl: given.ttl === undefined ? DEFAULT_TTL_MS : toMilliseconds(given.ttl, 'LockModule option "ttl"'),
     wait: given.wait === undefined ? 0 : toMilliseconds(given.wait, 'LockModule option "wait"', true),
     keyPrefix: given.keyPrefix ?? '',
-    closeStore: given.closeStore ?? created,
+    closeStore: given.closeStore ?? (created || given.store?.ownsConnection === true),
   };
 }
 

@@ -30,6 +30,9 @@ const currentLock = new AsyncLocalStorage<Lock>();
 /** Services alive in this process, for `@WithLock` methods on instances the explorer did not see. */
 export const activeServices = new Set<LockService>();
 
+/** How many running services use each store, so a shared store is closed only by the last one. */
+const storeUsers = new WeakMap<LockStore, number>();
+
 /**
  * Takes, holds and releases locks in the store configured by `LockModule`.
  *
@@ -74,6 +77,7 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
     this.clock = settings.store.clock ?? systemClock;
     this.scheduler = new RenewalScheduler(this.store, this.clock, this.logger);
     activeServices.add(this);
+    storeUsers.set(this.store, (storeUsers.get(this.store) ?? 0) + 1);
   }
 
   /**
@@ -248,7 +252,9 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
   }
 
   async onApplicationShutdown(): Promise<void> {
-    if (this.settings.closeStore) await this.store.close();
+    const users = (storeUsers.get(this.store) ?? 1) - 1;
+    storeUsers.set(this.store, users);
+    if (this.settings.closeStore && users === 0) await this.store.close();
   }
 
   private pause(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -33,6 +33,13 @@ export interface Lock extends AsyncDisposable {
    */
   readonly held: boolean;
   /**
+   * When the lock counts as lost unless a renewal is confirmed first, on the
+   * store's clock (for the system clock, `performance.now()` of this
+   * process). Renewals move it forward; `deadline - performance.now()` is
+   * the time this holder can still count on.
+   */
+  readonly deadline: number;
+  /**
    * Renews the lease now, for `ttl` (default: the lock's ttl) counted from
    * this call; later automatic renewals use the new ttl. Rejects with
    * {@link LockLostError} when the lock is no longer held.

@@ -1,13 +1,16 @@
-// The README's test command: builds the package, compiles the tests, the
-// sample app and the benches against it, and runs every *.test.js file with
-// node's test runner. Files are listed explicitly because node 20's runner
+// The README's test command: installs the servers the store tests launch
+// (when missing), builds the package, compiles the tests, the sample app and
+// the benches against it, and runs every *.test.js file with node's test
+// runner. Files are listed explicitly because node 20's runner
 // would otherwise also run every .js file under a folder named "test".
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { setupServers } from './setup-servers.mjs';
 
 const run = (args) => execFileSync(process.execPath, args, { stdio: 'inherit' });
 
+setupServers();
 run(['scripts/build.mjs']);
 run(['node_modules/typescript/bin/tsc', '-p', 'tsconfig.test.json']);
 

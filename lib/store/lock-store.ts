@@ -48,6 +48,15 @@ export interface LockStore {
   readonly clock?: Clock;
 
   /**
+   * True when the store opened its own connection (made from a url or
+   * connection options) rather than using a client the application passed
+   * in. Nobody else can close that connection, so `LockModule` closes such a
+   * store by default, once the last application using it shuts down;
+   * otherwise an application that stopped could not exit.
+   */
+  readonly ownsConnection?: boolean;
+
+  /**
    * Takes `key` for `owner` if it is free, in one atomic step.
    *
    * When {@link LockStoreTraits.waits} is true and `request.wait` is above 0,

@@ -1,4 +1,5 @@
 import { MemoryLockStore, type LockStore } from 'nestjs-distributed-lock';
+import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 
 /** LOCK_STORE names a store this version cannot make. */
 export class UnsupportedStoreError extends Error {
@@ -16,6 +17,7 @@ export function storeFromUrl(url: string | undefined): LockStore {
       return new MemoryLockStore();
     case 'redis':
     case 'rediss':
+      return new RedisLockStore({ url: url as string });
     case 'etcd':
     case 'dbus':
       throw new UnsupportedStoreError(
@@ -23,7 +25,7 @@ export function storeFromUrl(url: string | undefined): LockStore {
           'unset LOCK_STORE (or set it to memory:) to use the embedded store',
       );
     default:
-      throw new UnsupportedStoreError(`LOCK_STORE has the unknown scheme "${scheme}:"; this version knows memory:`);
+      throw new UnsupportedStoreError(`LOCK_STORE has the unknown scheme "${scheme}:"; this version knows memory: and redis://`);
   }
 }
 

@@ -274,6 +274,20 @@ describe('LockModule lifecycle', () => {
     await assert.rejects(store.acquire({ key: 'x', owner: 'o', ttl: 1000, wait: 0, onLost() {} }), LockStoreError);
   });
 
+  it('closes a store that owns its connection once the last application using it shuts down', async () => {
+    class OwningStore extends MemoryLockStore {
+      readonly ownsConnection = true;
+    }
+    const store = new OwningStore();
+    const one = await createTestApp({ lock: { store } });
+    const two = await createTestApp({ lock: { store } });
+    await one.close();
+    const lock = await two.get(LockService).acquire('shared:still-open');
+    assert.equal(lock.held, true, 'the other application still uses it');
+    await two.close();
+    await assert.rejects(store.acquire({ key: 'x', owner: 'o', ttl: 1000, wait: 0, onLost() {} }), LockStoreError);
+  });
+
   it('refuses new locks after shutdown with a clear error', async () => {
     const one = await createTestApp();
     const locks = one.get(LockService);

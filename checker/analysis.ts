@@ -1,0 +1,129 @@
+import type { EnterEvent, ResourceOp, SectionEvent } from './protocol.js';
+
+/** A fault as it was injected. */
+export interface Fault {
+  kind: string;
+  at: number;
+  /** For faults on a holder: the worker and the key it held. */
+  worker?: number;
+  key?: string;
+}
+
+export interface History {
+  sections: SectionEvent[];
+  /** Sections cut short by SIGKILL: entered, never left. */
+  killed: { enter: EnterEvent; at: number }[];
+  ops: ResourceOp[];
+  faults: Fault[];
+  finalValues: Map<string, number>;
+  seconds: number;
+}
+
+export interface Overlap {
+  key: string;
+  earlier: { worker: number; token: number; start: number; end: number; toldAt: number };
+  later: { worker: number; token: number; start: number };
+}
+
+export interface Findings {
+  sections: number;
+  sectionsPerSecond: number;
+  overlaps: Overlap[];
+  tokenRegressions: number;
+  staleAccepted: number;
+  staleRejected: number;
+  lostUpdates: number;
+  /** Keys whose final counter differs from the number of accepted writes. */
+  countMismatches: string[];
+  /** Milliseconds from a holder's death (SIGKILL) to the next acquisition of its key. */
+  deathToNext: number[];
+  faultsByKind: Record<string, number>;
+}
+
+/**
+ * Checks a run's history:
+ * - **overlaps**: two critical sections of one key that overlap while the
+ *   earlier holder had not yet been told it lost the lock, where "told" is the
+ *   earlier of its signal aborting and its own deadline passing (a holder that
+ *   was frozen cannot act on a signal, but its own clock had already ended its
+ *   lease: that case is what fencing is for, and is checked below);
+ * - **token regressions**: a later acquisition of a key with a lower token;
+ * - **stale accepted**: a resource operation accepted although a higher token
+ *   had already been accepted for its key (recomputed from the log, not taken
+ *   from the resource's own answer);
+ * - **lost updates**: an accepted write whose read was not the current value;
+ * - **count mismatches**: a final counter that differs from the accepted writes.
+ */
+export function analyse(history: History): Findings {
+  const byKey = new Map<string, { worker: number; token: number; start: number; end: number; toldAt: number }[]>();
+  const add = (key: string, s: { worker: number; token: number; start: number; end: number; toldAt: number }) =>
+    (byKey.get(key) ?? byKey.set(key, []).get(key))?.push(s);
+  for (const s of history.sections) {
+    add(s.key, { worker: s.worker, token: s.token, start: s.start, end: s.end, toldAt: Math.min(s.abortedAt ?? Infinity, s.deadline) });
+  }
+  for (const { enter, at } of history.killed) {
+    add(enter.key, { worker: enter.worker, token: enter.token, start: enter.start, end: at, toldAt: Math.min(at, enter.deadline) });
+  }
+
+  const overlaps: Overlap[] = [];
+  let tokenRegressions = 0;
+  for (const [key, sections] of byKey) {
+    sections.sort((a, b) => a.start - b.start);
+    let topToken = -Infinity;
+    // Sections that began earlier and had not ended by the current one's start.
+    let open: typeof sections = [];
+    for (const later of sections) {
+      if (later.token < topToken) tokenRegressions++;
+      topToken = Math.max(topToken, later.token);
+      open = open.filter((earlier) => earlier.end > later.start);
+      for (const earlier of open) {
+        if (later.start < earlier.toldAt && earlier.worker !== later.worker) {
+          overlaps.push({ key, earlier, later: { worker: later.worker, token: later.token, start: later.start } });
+        }
+      }
+      open.push(later);
+    }
+  }
+
+  let staleAccepted = 0;
+  let staleRejected = 0;
+  let lostUpdates = 0;
+  const highest = new Map<string, number>();
+  const accepted = new Map<string, number>();
+  for (const op of history.ops) {
+    const top = highest.get(op.key) ?? -Infinity;
+    if (!op.accepted) {
+      staleRejected++;
+      continue;
+    }
+    if (op.token < top) staleAccepted++;
+    highest.set(op.key, Math.max(top, op.token));
+    if (op.kind === 'write') {
+      accepted.set(op.key, (accepted.get(op.key) ?? 0) + 1);
+      if (op.read !== op.current) lostUpdates++;
+    }
+  }
+  const countMismatches = [...accepted].filter(([key, count]) => (history.finalValues.get(key) ?? 0) !== count).map(([key]) => key);
+
+  const deathToNext: number[] = [];
+  for (const fault of history.faults) {
+    if (fault.kind !== 'kill-holder' || fault.key === undefined) continue;
+    const next = (byKey.get(fault.key) ?? []).find((s) => s.start > fault.at && s.worker !== fault.worker);
+    if (next) deathToNext.push(next.start - fault.at);
+  }
+
+  const faultsByKind: Record<string, number> = {};
+  for (const fault of history.faults) faultsByKind[fault.kind] = (faultsByKind[fault.kind] ?? 0) + 1;
+  return {
+    sections: history.sections.length,
+    sectionsPerSecond: history.sections.length / history.seconds,
+    overlaps,
+    tokenRegressions,
+    staleAccepted,
+    staleRejected,
+    lostUpdates,
+    countMismatches,
+    deathToNext,
+    faultsByKind,
+  };
+}

@@ -1,0 +1,143 @@
+// The mutual-exclusion checker: K worker processes (real Nest applications
+// with @WithLock) contend for a few keys and increment counters on a fenced
+// resource, while a seeded schedule kills and freezes holders and pauses and
+// restarts the store. It prints what it saw and exits non-zero on any
+// violation. Replay a run with the seed it prints.
+//
+//   npm run check:locks -- --store redis [--seconds 30] [--workers 4] [--seed N] [--long] [--json out.json]
+import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { analyse, type Fault, type History } from './analysis.js';
+import type { EnterEvent, SectionEvent, WorkerConfig, WorkerEvent } from './protocol.js';
+import { Random, hostNow } from './random.js';
+import { FencedResource } from './resource.js';
+import { report } from './report.js';
+import { targets } from './targets.js';
+
+const { values: args } = parseArgs({
+  options: {
+    store: { type: 'string', default: 'redis' },
+    seconds: { type: 'string' },
+    workers: { type: 'string' },
+    keys: { type: 'string', default: '3' },
+    ttl: { type: 'string', default: '1000' },
+    seed: { type: 'string' },
+    long: { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const start = targets[args.store ?? ''];
+if (!start) throw new Error(`--store ${args.store}: unknown; use one of ${Object.keys(targets).join(', ')}`);
+const seconds = Number(args.seconds ?? (args.long ? 300 : 30));
+const workerCount = Number(args.workers ?? (args.long ? 8 : 4));
+const ttl = Number(args.ttl);
+const seed = Number(args.seed ?? Math.floor(Math.random() * 2 ** 31));
+const keys = Array.from({ length: Number(args.keys) }, (_, i) => `checker:${i}`);
+const random = new Random(seed);
+console.log(`checker: store ${args.store}, ${workerCount} workers, ${keys.length} keys, ttl ${ttl}ms, ${seconds}s, seed ${seed}`);
+
+const target = await start(ttl);
+const resource = new FencedResource(target.fencing);
+const resourceUrl = await resource.start();
+const workerScript = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+interface Worker {
+  id: number;
+  process: ChildProcess;
+  /** The section it is in, if any. */
+  current?: EnterEvent;
+  stopped: boolean;
+  exited: boolean;
+}
+const workers = new Map<number, Worker>();
+const sections: SectionEvent[] = [];
+const killed: History['killed'] = [];
+const faults: Fault[] = [];
+const counts = { busy: 0, storeErrors: 0, crashed: 0 };
+let nextId = 0;
+
+function spawnWorker(): Worker {
+  const id = nextId++;
+  const config: WorkerConfig = { id, storeUrl: target.url, resourceUrl, keys, ttl, wait: ttl * 3, holdMs: 5, seed: seed * 31 + id };
+  const child = fork(workerScript, { env: { ...process.env, CHECKER_WORKER: JSON.stringify(config) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const worker: Worker = { id, process: child, stopped: false, exited: false };
+  child.on('message', (event: WorkerEvent) => {
+    if (event.type === 'enter') worker.current = event;
+    else if (event.type === 'section') {
+      sections.push(event);
+      worker.current = undefined;
+    } else if (event.type === 'busy') counts.busy++;
+    else if (event.type === 'store-error') counts.storeErrors++;
+    else if (event.type === 'stopped') worker.stopped = true;
+  });
+  child.on('exit', (code, signal) => {
+    worker.exited = true;
+    if (signal !== 'SIGKILL' && code !== 0) counts.crashed++;
+  });
+  workers.set(id, worker);
+  return worker;
+}
+
+for (let i = 0; i < workerCount; i++) spawnWorker();
+
+const holders = () => [...workers.values()].filter((w) => w.current && !w.exited);
+const holderFaults: Record<string, () => Promise<void>> = {
+  async 'kill-holder'() {
+    const worker = random.pick(holders());
+    if (!worker?.current) return;
+    const at = hostNow();
+    worker.process.kill('SIGKILL');
+    killed.push({ enter: worker.current, at });
+    faults.push({ kind: 'kill-holder', at, worker: worker.id, key: worker.current.key });
+    workers.delete(worker.id);
+    spawnWorker();
+  },
+  async 'stop-holder'() {
+    const worker = random.pick(holders());
+    if (!worker?.current) return;
+    faults.push({ kind: 'stop-holder', at: hostNow(), worker: worker.id, key: worker.current.key });
+    worker.process.kill('SIGSTOP');
+    await sleep(random.int(ttl * 1.5, ttl * 2.5));
+    worker.process.kill('SIGCONT');
+  },
+};
+const serverFaults = Object.entries(target.faults).map(([kind, inject]) => [kind, async () => {
+  faults.push({ kind, at: hostNow() });
+  await inject(random);
+}] as const);
+const allFaults = [...Object.entries(holderFaults), ...serverFaults];
+
+const startedAt = hostNow();
+const endAt = startedAt + seconds * 1_000;
+await sleep(Math.min(2_000, seconds * 100));
+while (hostNow() < endAt - ttl * 3) {
+  const [, inject] = random.pick(allFaults);
+  await inject();
+  await sleep(random.int(500, 2_000));
+}
+await sleep(Math.max(0, endAt - hostNow()));
+const elapsed = (hostNow() - startedAt) / 1_000;
+
+// Stop: every worker finishes its section, closes its app and must exit by itself.
+for (const worker of workers.values()) worker.process.send('stop');
+const exitBy = hostNow() + ttl * 3 + 10_000;
+while ([...workers.values()].some((w) => !w.exited) && hostNow() < exitBy) await sleep(20);
+const stragglers = [...workers.values()].filter((w) => !w.exited);
+for (const worker of stragglers) worker.process.kill('SIGKILL');
+await resource.stop();
+await target.stop();
+
+const findings = analyse({
+  sections,
+  killed,
+  ops: resource.ops,
+  faults,
+  finalValues: new Map(keys.map((key) => [key, resource.value(key)])),
+  seconds: elapsed,
+});
+const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, seed, store: args.store ?? '' });
+if (args.json) writeFileSync(args.json, JSON.stringify({ store: args.store, seed, seconds: elapsed, workers: workerCount, ttl, counts, findings }, null, 2));
+process.exitCode = violations > 0 ? 1 : 0;

@@ -1,0 +1,52 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RedisServer } from '../test/support/redis-server.js';
+import type { Random } from './random.js';
+
+/** A store under test: its server(s), the faults they can suffer, and what the checker may expect. */
+export interface Target {
+  /** The LOCK_STORE url workers use. */
+  url: string;
+  /** Whether the store's tokens are ordered, so the resource can fence with them. */
+  fencing: boolean;
+  /** How long after a holder's death its key may stay unavailable, beyond the lock's ttl. */
+  deathMargin: number;
+  /** Faults on the server side; each heals itself before it resolves. */
+  faults: Record<string, (random: Random) => Promise<void>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The stores the checker can run against, by name. Each starts real servers
+ * on loopback for the run. Redis keeps its data across restarts here
+ * (append-only file, fsync always), because its fencing counters are only
+ * guaranteed while it keeps its data.
+ */
+export const targets: Record<string, (ttl: number) => Promise<Target>> = {
+  /**
+   * Broken on purpose: each worker gets its own in-process memory store, so
+   * nothing excludes workers from each other. The checker's own test runs it
+   * to show the checks catch a lock that does not lock.
+   */
+  async 'memory-per-process'() {
+    return { url: 'memory:', fencing: true, deathMargin: 500, faults: {}, stop: async () => {} };
+  },
+  async redis(ttl) {
+    const server = await RedisServer.start({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
+    return {
+      url: server.url,
+      fencing: true,
+      deathMargin: 500,
+      faults: {
+        async 'pause-server'(random) {
+          server.pause();
+          await sleep(random.int(ttl / 4, ttl * 1.5));
+          server.resume();
+        },
+        async 'restart-server'() {
+          await server.restart();
+        },
+      },
+      stop: () => server.stop(),
+    };
+  },
+};
