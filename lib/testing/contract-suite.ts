@@ -161,7 +161,7 @@ export function runLockStoreContract(harness: ContractHarness, options: Contract
         await store.release(holder.key, holder.owner);
         const result = await waiting;
         assert.equal(result.acquired, true);
-        assert.ok(performance.now() - released < 250, 'woken promptly, not by polling');
+        assert.ok(performance.now() - released < 1_000, 'woken promptly, long before the wait runs out');
       });
 
       test('serves waiters in the order they started waiting', async (store, key) => {
@@ -211,7 +211,7 @@ export function runLockStoreContract(harness: ContractHarness, options: Contract
         const aborted = performance.now();
         controller.abort();
         const result = await waiting;
-        assert.ok(performance.now() - aborted < 250, 'answered promptly after the abort');
+        assert.ok(performance.now() - aborted < 1_000, 'answered promptly after the abort, long before the wait runs out');
         if (result.acquired) assert.fail('an aborted waiter must not be granted while the holder holds the key');
         await store.release(holder.key, holder.owner);
         await grant(store, request(key()));
