@@ -16,14 +16,16 @@ export interface AppOptions {
   store?: LockStore;
   /** Close the store with the app: for a store made for this app alone. */
   closeStore?: boolean;
+  /** The tenant's namespace in a shared store. */
+  keyPrefix?: string;
 }
 
 @Module({})
 export class AppModule {
-  static forRoot({ instance, store, closeStore }: AppOptions): DynamicModule {
+  static forRoot({ instance, store, closeStore, keyPrefix }: AppOptions): DynamicModule {
     return {
       module: AppModule,
-      imports: [ScheduleModule.forRoot(), LockModule.forRoot({ store, closeStore, ttl: '10s' })],
+      imports: [ScheduleModule.forRoot(), LockModule.forRoot({ store, closeStore, keyPrefix, ttl: '10s' })],
       controllers: [HealthController, OrdersController],
       providers: [{ provide: INSTANCE_NAME, useValue: instance }, Journal, InventoryService, PaymentsService, ReportJob],
     };
