@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 const REQUIRED = [
   { command: 'redis-server', pkg: 'redis-server' },
   { command: 'redis-cli', pkg: 'redis-tools' },
+  { command: 'dbus-daemon', pkg: 'dbus-daemon' },
 ];
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

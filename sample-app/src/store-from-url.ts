@@ -1,4 +1,5 @@
 import { MemoryLockStore, type LockStore } from 'nestjs-distributed-lock';
+import { DbusLockStore } from 'nestjs-distributed-lock/dbus';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 
 /** LOCK_STORE names a store this version cannot make. */
@@ -18,14 +19,18 @@ export function storeFromUrl(url: string | undefined): LockStore {
     case 'redis':
     case 'rediss':
       return new RedisLockStore({ url: url as string });
+    case 'dbus': {
+      // dbus: alone is the session bus; dbus:unix:path=/run/app/bus.sock a given bus.
+      const address = (url as string).slice('dbus:'.length);
+      return new DbusLockStore(address ? { address } : {});
+    }
     case 'etcd':
-    case 'dbus':
       throw new UnsupportedStoreError(
         `LOCK_STORE asks for the ${scheme} lock store, which this version of nestjs-distributed-lock does not have yet; ` +
           'unset LOCK_STORE (or set it to memory:) to use the embedded store',
       );
     default:
-      throw new UnsupportedStoreError(`LOCK_STORE has the unknown scheme "${scheme}:"; this version knows memory: and redis://`);
+      throw new UnsupportedStoreError(`LOCK_STORE has the unknown scheme "${scheme}:"; this version knows memory:, redis:// and dbus:`);
   }
 }
 
