@@ -61,7 +61,17 @@ let nextId = 0;
 
 function spawnWorker(): Worker {
   const id = nextId++;
-  const config: WorkerConfig = { id, storeUrl: target.url, resourceUrl, keys, ttl, wait: ttl * 3, holdMs: 5, seed: seed * 31 + id };
+  const config: WorkerConfig = {
+    id,
+    storeUrl: target.url,
+    resourceUrl,
+    keys,
+    ttl,
+    wait: ttl * 3,
+    holdMs: 5,
+    seed: seed * 31 + id,
+    checkHeldBeforeWrite: !target.fencing,
+  };
   const child = fork(workerScript, { env: { ...process.env, CHECKER_WORKER: JSON.stringify(config) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const worker: Worker = { id, process: child, stopped: false, exited: false };
   child.on('message', (event: WorkerEvent) => {
@@ -138,6 +148,6 @@ const findings = analyse({
   finalValues: new Map(keys.map((key) => [key, resource.value(key)])),
   seconds: elapsed,
 });
-const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, seed, store: args.store ?? '' });
+const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, fencing: target.fencing, seed, store: args.store ?? '' });
 if (args.json) writeFileSync(args.json, JSON.stringify({ store: args.store, seed, seconds: elapsed, workers: workerCount, ttl, counts, findings }, null, 2));
 process.exitCode = violations > 0 ? 1 : 0;

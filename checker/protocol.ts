@@ -8,6 +8,12 @@ export interface WorkerConfig {
   wait: number;
   /** Longest pause inside a critical section, between the read and the write. */
   holdMs: number;
+  /**
+   * Check `lock.held` right before writing. Off for stores with ordered
+   * tokens, where the resource's fencing must catch a stale write by itself;
+   * on for a store without (D-Bus), as its users are told to do.
+   */
+  checkHeldBeforeWrite: boolean;
   seed: number;
 }
 
@@ -35,7 +41,7 @@ export interface SectionEvent {
   deadline: number;
   /** When the holder's signal aborted, if it did before the section ended. */
   abortedAt?: number;
-  write: 'accepted' | 'stale' | 'failed';
+  write: 'accepted' | 'stale' | 'failed' | 'skipped';
 }
 
 export interface CountEvent {

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DbusDaemon } from '../test/support/dbus-daemon.js';
 import { RedisServer } from '../test/support/redis-server.js';
 import type { Random } from './random.js';
 
@@ -47,6 +48,29 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
         },
       },
       stop: () => server.stop(),
+    };
+  },
+
+  /**
+   * A private bus daemon. Its tokens are not ordered (`fencing: 'none'`), so
+   * the resource only records; exclusion and lost updates are still checked.
+   * A daemon restart ends every connection for good (the store reports all
+   * its locks lost and fails later calls), so the server fault here is a pause.
+   */
+  async dbus(ttl) {
+    const daemon = await DbusDaemon.start();
+    return {
+      url: `dbus:${daemon.address}`,
+      fencing: false,
+      deathMargin: 100,
+      faults: {
+        async 'pause-server'(random) {
+          daemon.pause();
+          await sleep(random.int(ttl / 4, ttl * 1.5));
+          daemon.resume();
+        },
+      },
+      stop: () => daemon.stop(),
     };
   },
 };

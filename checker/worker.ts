@@ -36,12 +36,16 @@ class CriticalSection {
     let abortedAt: number | undefined;
     lock.signal.addEventListener('abort', () => (abortedAt = hostNow()), { once: true });
     send({ type: 'enter', worker: config.id, key, token: lock.fencingToken, start, deadline: deadline() });
-    let write: 'accepted' | 'stale' | 'failed' = 'failed';
+    let write: 'accepted' | 'stale' | 'failed' | 'skipped' = 'failed';
     try {
       const read = await resource({ op: 'read', key, token: lock.fencingToken });
       if (read.status === 409) write = 'stale';
       else {
         await sleep(random.int(0, config.holdMs));
+        if (config.checkHeldBeforeWrite && !lock.held) {
+          write = 'skipped';
+          return;
+        }
         const written = await resource({ op: 'write', key, token: lock.fencingToken, read: read.value });
         write = written.status === 200 ? 'accepted' : 'stale';
       }

@@ -29,4 +29,10 @@ describe('the mutual-exclusion checker', () => {
     assert.match(output, /checker: no violations \(store redis, seed \d+\)/);
     assert.match(output, /faults: .*kill-holder/);
   });
+
+  it('reports no violation for D-Bus under kills, freezes and bus daemon pauses', { timeout: 180_000 }, async () => {
+    const { code, output } = await check(['--store', 'dbus', '--seconds', '30']);
+    assert.equal(code, 0, output);
+    assert.match(output, /checker: no violations \(store dbus, seed \d+\)/);
+  });
 });

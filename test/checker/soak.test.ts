@@ -16,7 +16,7 @@ function run(args: string[]): Promise<{ code: number | null; output: string }> {
 }
 
 describe('the leak soak (short mode)', () => {
-  for (const store of ['memory-per-process', 'redis']) {
+  for (const store of ['memory-per-process', 'redis', 'dbus']) {
     it(`${store}: heap and handles return to where they started after cycles and abandoned waits`, { timeout: 300_000 }, async () => {
       const { code, output } = await run(['--store', store, '--cycles', '20000', '--waits', '1000']);
       assert.equal(code, 0, output);

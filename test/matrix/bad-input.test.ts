@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { DbusDaemon } from '../support/dbus-daemon.js';
 import { RedisServer } from '../support/redis-server.js';
 
 const child = fileURLToPath(new URL('../support/bad-input-child.js', import.meta.url));
@@ -51,8 +52,8 @@ const expected: Record<string, { error: string; message: RegExp } | { value: unk
   'release after loss': { value: false },
   'extend after loss': { error: 'LockLostError', message: /Lock "matrix:lost" was lost/ },
   'closed store': { error: 'LockStoreError', message: /closed/ },
-  'unreachable server': { error: 'LockStoreError', message: /acquire/ },
-  'wrong password': { error: 'LockStoreError', message: /^(?!.*not-the-password).*acquire/ },
+  'unreachable server': { error: 'LockStoreError', message: /lock ":matrix:net"/ },
+  'wrong password': { error: 'LockStoreError', message: /^(?!.*not-the-password).*lock ":matrix:net"/ },
 };
 
 function check(outcome: Outcome): void {
@@ -75,13 +76,18 @@ function check(outcome: Outcome): void {
 
 describe('every bad input, against every store', () => {
   let redis: RedisServer;
+  let bus: DbusDaemon;
   before(async () => {
+    bus = await DbusDaemon.start();
     redis = await RedisServer.start();
     const admin = new Redis(redis.port, '127.0.0.1');
     await admin.config('SET', 'requirepass', 'matrix-password');
     admin.disconnect();
   });
-  after(() => redis.stop());
+  after(async () => {
+    await redis.stop();
+    await bus.stop();
+  });
 
   it('memory: typed errors naming the problem, no unhandled rejection, nothing left behind, and the process exits by itself', async () => {
     const outcome = await runCases(['memory']);
@@ -93,5 +99,11 @@ describe('every bad input, against every store', () => {
     const outcome = await runCases(['redis', `redis://:matrix-password@127.0.0.1:${redis.port}`]);
     check(outcome);
     assert.equal(Object.keys(outcome.results).length, Object.keys(expected).length, 'every case ran');
+  });
+
+  it('dbus: the same (no passwords: the bus authenticates the process\'s user)', async () => {
+    const outcome = await runCases(['dbus', bus.address]);
+    check(outcome);
+    assert.equal(Object.keys(outcome.results).length, Object.keys(expected).length - 1, 'every case but the password one ran');
   });
 });
