@@ -101,15 +101,18 @@ export class RenewalScheduler {
         else lock.lose('not-owner');
       });
     } catch (error) {
+      // Locks released while the batch was in flight (at shutdown, say) need nothing more.
+      const live = batch.filter((lock) => this.locks.has(lock));
+      if (live.length === 0) return;
       // The store could not be asked. Try again well before the deadline;
       // if no renewal is confirmed by then, the deadline check reports loss.
       const now = this.clock.now();
-      for (const lock of batch) {
+      for (const lock of live) {
         lock.renewAt = now + Math.min(1_000, Math.max(10, (lock.deadline - now) / 4));
         lock.renewSlack = 0;
       }
       this.logger.warn(
-        `Renewing ${batch.length} lock(s) in the ${this.store.traits.name} store failed (${
+        `Renewing ${live.length} lock(s) in the ${this.store.traits.name} store failed (${
           error instanceof Error ? error.message : String(error)
         }); retrying until their deadlines`,
       );
