@@ -13,6 +13,8 @@ const REQUIRED = [
   { command: 'redis-server', pkg: 'redis-server' },
   { command: 'redis-cli', pkg: 'redis-tools' },
   { command: 'dbus-daemon', pkg: 'dbus-daemon' },
+  { command: 'etcd', pkg: 'etcd-server' },
+  { command: 'etcdctl', pkg: 'etcd-client' },
 ];
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

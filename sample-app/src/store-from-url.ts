@@ -1,5 +1,6 @@
 import { MemoryLockStore, type LockStore } from 'nestjs-distributed-lock';
 import { DbusLockStore } from 'nestjs-distributed-lock/dbus';
+import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 
 /** LOCK_STORE names a store this version cannot make. */
@@ -25,12 +26,14 @@ export function storeFromUrl(url: string | undefined): LockStore {
       return new DbusLockStore(address ? { address } : {});
     }
     case 'etcd':
-      throw new UnsupportedStoreError(
-        `LOCK_STORE asks for the ${scheme} lock store, which this version of nestjs-distributed-lock does not have yet; ` +
-          'unset LOCK_STORE (or set it to memory:) to use the embedded store',
-      );
+    case 'etcds': {
+      // etcd://host:2379[,host2:2379] is the client URL(s) over plain HTTP; etcds:// over TLS.
+      const protocol = scheme === 'etcds' ? 'https' : 'http';
+      const hosts = (url as string).slice(`${scheme}://`.length).split(',').map((host) => `${protocol}://${host}`);
+      return new EtcdLockStore({ hosts });
+    }
     default:
-      throw new UnsupportedStoreError(`LOCK_STORE has the unknown scheme "${scheme}:"; this version knows memory:, redis:// and dbus:`);
+      throw new UnsupportedStoreError(`LOCK_STORE has the unknown scheme "${scheme}:"; this version knows memory:, redis://, etcd:// and dbus:`);
   }
 }
 

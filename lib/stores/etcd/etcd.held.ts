@@ -1,0 +1,142 @@
+import type { Clock, Timer } from '../../clock.js';
+import type { AcquireRequest, RenewRequest, RenewResult } from '../../store/lock-store.js';
+import type { Session } from './etcd.session.js';
+
+/** A lock this store holds. */
+export interface HeldLock {
+  readonly owner: string;
+  readonly storeKey: string;
+  /** The queue entry that owns the lock. */
+  readonly key: Buffer;
+  /** Create revision of `key`: the fencing token. */
+  readonly revision: number;
+  readonly session: Session;
+  /** When the lock's own ttl runs out unless renewed (store clock). */
+  expiresAt: number;
+  readonly onLost: AcquireRequest['onLost'];
+}
+
+/**
+ * The locks this store holds, and the two things the session lease cannot
+ * do for them.
+ *
+ * **Each lock's own ttl.** The session lease outlives any one lock: it is
+ * kept alive for as long as the process runs. A lock whose holder stops
+ * renewing it (its work hangs, or `lockAtLeastFor` leaves it to run out)
+ * must still end after its ttl, so the store deletes its key then, from one
+ * timer for all locks. The holder's deadline is never later than that
+ * moment, because `validFor` is at most the ttl counted from the same
+ * reading.
+ *
+ * **Renewal without a round trip.** Renewing only moves that local expiry;
+ * the lease behind the key is kept alive by the session. The answer counts
+ * from now and ends no later than the session's `validUntil`, the last
+ * keepalive's send time plus the lease TTL (minus drift), so it never
+ * promises more than etcd will keep.
+ */
+export class HeldLocks {
+  private readonly locks = new Map<string, HeldLock>();
+  private timer?: Timer;
+  private timerAt = Infinity;
+
+  constructor(
+    private readonly clock: Clock,
+    /** Deletes the key of a lock whose ttl ran out. */
+    private readonly expire: (lock: HeldLock) => void,
+  ) {}
+
+  get size(): number {
+    return this.locks.size;
+  }
+
+  get(owner: string): HeldLock | undefined {
+    return this.locks.get(owner);
+  }
+
+  add(lock: HeldLock): void {
+    this.locks.set(lock.owner, lock);
+    this.arm(lock.expiresAt);
+  }
+
+  delete(owner: string): void {
+    this.locks.delete(owner);
+  }
+
+  renew(requests: readonly RenewRequest[]): RenewResult[] {
+    const now = this.clock.now();
+    return requests.map(({ key, owner, ttl }): RenewResult => {
+      const lock = this.locks.get(owner);
+      if (!lock || lock.storeKey !== key || now >= lock.expiresAt || !lock.session.alive(now)) return { renewed: false };
+      lock.expiresAt = now + ttl;
+      this.arm(lock.expiresAt);
+      return { renewed: true, validFrom: now, validFor: Math.min(ttl, lock.session.validUntil - now) };
+    });
+  }
+
+  /** Reports `lock` lost and forgets it, if it is still held. */
+  lose(lock: HeldLock, reason: 'not-owner' | 'session-lost'): void {
+    if (this.locks.get(lock.owner) !== lock) return;
+    this.locks.delete(lock.owner);
+    lock.onLost(reason);
+  }
+
+  /** Every lock under `session` is lost at once: its lease is gone. */
+  sessionEnded(session: Session): void {
+    for (const lock of [...this.locks.values()]) if (lock.session === session) this.lose(lock, 'session-lost');
+  }
+
+  /** True when some lock is held under `session`. */
+  under(session: Session): boolean {
+    for (const lock of this.locks.values()) if (lock.session === session) return true;
+    return false;
+  }
+
+  /**
+   * Applies an audit of the session's lease: a lock whose key existed by
+   * `revision` but is not among the lease's keys was deleted (or taken over)
+   * by someone else. Returns the locks it reported lost.
+   */
+  audit(session: Session, revision: number, keys: ReadonlySet<string>): HeldLock[] {
+    const gone = [...this.locks.values()].filter(
+      (lock) => lock.session === session && lock.revision <= revision && !keys.has(lock.key.toString('latin1')),
+    );
+    for (const lock of gone) this.lose(lock, 'not-owner');
+    return gone;
+  }
+
+  /** Locks whose own ttl has not run out at `now`. */
+  unexpired(now: number): HeldLock[] {
+    return [...this.locks.values()].filter((lock) => lock.expiresAt > now);
+  }
+
+  /** At close: every lock still held is lost. */
+  loseAll(): void {
+    for (const lock of [...this.locks.values()]) this.lose(lock, 'session-lost');
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private arm(at: number): void {
+    if (at >= this.timerAt) return;
+    this.timer?.cancel();
+    this.timerAt = at;
+    this.timer = this.clock.setTimer(() => this.sweep(), Math.max(0, at - this.clock.now()));
+  }
+
+  private sweep(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.clock.now();
+    let next = Infinity;
+    for (const lock of [...this.locks.values()]) {
+      if (lock.expiresAt <= now) {
+        this.locks.delete(lock.owner);
+        this.expire(lock);
+      } else if (lock.expiresAt < next) {
+        next = lock.expiresAt;
+      }
+    }
+    if (next < Infinity) this.arm(next);
+  }
+}

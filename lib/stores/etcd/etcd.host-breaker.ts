@@ -1,0 +1,39 @@
+import { isRecoverableError, type IOptions } from 'etcd3';
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+
+/** Thrown instead of calling a member whose breaker is open; etcd3 then tries the next member. */
+class MemberSkippedError extends Error {}
+
+/**
+ * The per-member circuit breaker for clients the store creates.
+ *
+ * etcd3's default opens a member's breaker after three failures in a row
+ * and keeps it open for 5 s. During a leader election every member fails
+ * requests for a moment ("no leader"), so every breaker opens and the whole
+ * client refuses to talk to a healthy cluster for 5 s after the election,
+ * long after locks could pass on again. This breaker opens for `openFor`
+ * (one second by default): a dead member is still skipped almost always,
+ * and the store is back at most a second after etcd is.
+ *
+ * etcd3 calls only `execute` on a host policy; the rest of cockatiel's
+ * policy interface is never used, hence the cast.
+ */
+export function hostBreaker(openFor = 1_000): HostPolicy {
+  let failures = 0;
+  let openUntil = 0;
+  const policy = {
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+      if (Date.now() < openUntil) throw new MemberSkippedError(`this etcd member failed ${failures} requests in a row; skipped for ${openFor}ms`);
+      try {
+        const result = await fn({ signal: signal ?? new AbortController().signal });
+        failures = 0;
+        return result;
+      } catch (error) {
+        if (error instanceof Error && isRecoverableError(error) && ++failures >= 3) openUntil = Date.now() + openFor;
+        throw error;
+      }
+    },
+  };
+  return policy as unknown as HostPolicy;
+}

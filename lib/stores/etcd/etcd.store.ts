@@ -1,0 +1,387 @@
+import { EtcdLeaseInvalidError, type Etcd3 } from 'etcd3';
+import { systemClock, type Clock } from '../../clock.js';
+import { LockStoreError } from '../../errors.js';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  LockStore,
+  LockStoreTraits,
+  RenewRequest,
+  RenewResult,
+} from '../../store/lock-store.js';
+import { HeldLocks, type HeldLock } from './etcd.held.js';
+import { lockPath, type LockPath } from './etcd.keys.js';
+import { connect, describeTarget, settingsFrom, type EtcdLockStoreOptions, type Settings } from './etcd.options.js';
+import { enqueue, keepAlone, keysAhead, mark, remove, removeName, type Position, type RequestOptions } from './etcd.queue.js';
+import { Session, type SessionEvents } from './etcd.session.js';
+import { Waiter, type Place, type WaiterBackend } from './etcd.waiter.js';
+import { WatchHub } from './etcd.watch-hub.js';
+
+/**
+ * Locks in etcd through etcd3: a consensus store, for applications that need
+ * correctness more than speed. Fencing tokens are etcd revisions, so they
+ * grow for the life of the cluster's data, across restarts and leader
+ * changes (`fencing: 'strict'`).
+ *
+ * **One session per store.** The store takes one etcd lease (its session)
+ * and keeps it alive with one keepalive stream; every key it writes is
+ * attached to it. Acquiring is one transaction and releasing one delete (in
+ * a transaction that compares the key's create revision); renewing costs no
+ * round trip (see {@link HeldLocks}). If the process dies
+ * or freezes, etcd deletes every key of the lease after its TTL
+ * (`sessionTtl`), and the locks pass on.
+ *
+ * **A fair queue, one wake-up per release.** Each acquisition puts its own
+ * key under the lock's prefix (etcd.keys.ts); the owner is the key with the
+ * lowest create revision. A waiter watches only the key just before its own
+ * and usually takes over on that key's deletion without another round trip
+ * ({@link Waiter}). Giving up deletes the waiter's key.
+ *
+ * ### Safety argument
+ *
+ * - *Mutual exclusion.* The owner is the lowest create revision under the
+ *   prefix. The queue transaction puts the key and lists the keys ahead in
+ *   one step, so that list is exact, and etcd gives every later key a higher
+ *   revision, so nothing can ever join ahead. A waiter removes a key from its
+ *   list only on evidence that it is gone (a delete of that name after the
+ *   key's create revision, a linearizable read) or that nothing before it is
+ *   left (the owner mark, written only by an owner and only if its key, by
+ *   create revision, still exists). It owns the lock when the list is empty,
+ *   which is then true. Names are reused (etcd.keys.ts), so every write that
+ *   changes a key compares its create revision: a late or repeated request
+ *   cannot touch a later key of the same name.
+ * - *Deadline.* A grant or renewal ends at the earlier of the lock's ttl
+ *   (counted from a reading taken before the request, or from now for a
+ *   renewal), after which this store deletes the key itself, and the
+ *   session's `validUntil`: the send time of the newest keepalive etcd
+ *   confirmed, plus the lease TTL, minus 1% + 2 ms for clock drift. etcd
+ *   cannot delete the key earlier except on someone's explicit request.
+ * - *Loss.* When no keepalive is confirmed by `validUntil` (etcd down, a
+ *   partition, a keepalive stream that stays open through a cut and answers
+ *   nothing, this process frozen), the session's own timer ends it: every
+ *   lock under it is reported lost at once (`session-lost`) and waiters
+ *   queue again on a new session. An answer that the lease is gone ends it
+ *   at once. A key deleted by someone else is found by an audit of the
+ *   lease's keys every keepalive interval (`not-owner`); a waiter whose own
+ *   key was deleted while it waited, and which then took over, learns it
+ *   from its owner mark failing, one round trip later. Either way fencing
+ *   tokens protect the resource: the next owner's token is higher.
+ *
+ * @example
+ * import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
+ *
+ * LockModule.forRoot({ store: new EtcdLockStore({ client: etcd }) })   // an Etcd3 the app already has
+ * LockModule.forRoot({ store: new EtcdLockStore({ hosts: ['http://127.0.0.1:2379'] }) })  // closed with the app
+ */
+export class EtcdLockStore implements LockStore {
+  readonly traits: LockStoreTraits = { name: 'etcd', fencing: 'strict', fair: true, waits: true };
+  readonly clock: Clock;
+  /** True when the store created its etcd client (from `hosts`): `LockModule` then closes the store with its last application. */
+  readonly ownsConnection: boolean;
+  private readonly client: Etcd3;
+  private readonly settings: Settings;
+  /** Where etcd is, for errors; never with credentials. */
+  private readonly target: string;
+  private readonly hub: WatchHub;
+  private readonly held: HeldLocks;
+  private readonly waiters = new Set<Waiter>();
+  /** Keys to delete that etcd could not be asked to delete yet, by latin1 text; retried every keepalive. */
+  private readonly orphans = new Map<string, Orphan>();
+  /** The session later acquisitions use, while it starts and while it lives. */
+  private session?: Promise<Session>;
+  private live?: Session;
+  private auditing = false;
+  private closed = false;
+  private readonly backend: WaiterBackend;
+  private readonly sessionEvents: SessionEvents = {
+    ended: (session) => this.sessionEnded(session),
+    beat: (session) => this.beat(session),
+  };
+
+  constructor(options: EtcdLockStoreOptions) {
+    this.settings = settingsFrom(options);
+    this.clock = options.clock ?? systemClock;
+    this.target = describeTarget(options);
+    const connection = connect(options, this.settings);
+    this.client = connection.client;
+    this.ownsConnection = connection.owned;
+    this.hub = new WatchHub(this.client, this.clock, Math.min(this.settings.dialTimeout, (this.settings.sessionTtl * 1_000) / 3));
+    this.held = new HeldLocks(this.clock, (lock) => void this.discard(lock));
+    this.backend = {
+      clock: this.clock,
+      hub: this.hub,
+      join: (waiter) => this.place(waiter.path, waiter.request, true) as Promise<Place>,
+      check: (path, revision) => keysAhead(this.client.kv, path, revision, this.options()),
+      granted: (waiter) => this.grant(waiter.request, { session: waiter.session, key: waiter.key, position: emptyAt(waiter.revision) }, this.clock.now(), true),
+      leave: (waiter) => this.discard(waiter),
+      settled: (waiter) => this.waiters.delete(waiter),
+    };
+  }
+
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    this.assertOpen('acquire');
+    const path = lockPath(this.settings.keyPrefix, request.key);
+    const wait = request.wait > 0 && !request.signal?.aborted;
+    // A grant the session cannot back (it ended during the request) is
+    // retried once, on the next session.
+    for (let tries = 0; tries < 2; tries++) {
+      const sentAt = this.clock.now();
+      const place = await this.place(path, request, wait);
+      if (!place || this.closed) return { acquired: false }; // closing revokes the session, and the key with it
+      if (place.position.ahead.size > 0) {
+        return new Promise((resolve) => {
+          const waiter = new Waiter(this.backend, request, path, place, resolve);
+          this.waiters.add(waiter);
+          waiter.start();
+        });
+      }
+      const result = this.grant(request, place, sentAt, false);
+      if (result) return result;
+    }
+    throw new LockStoreError(
+      `The etcd lock store could not keep a session with etcd at ${this.target} long enough to grant lock "${request.key}"; ` +
+        'check that etcd is reachable and answers within dialTimeout, and that sessionTtl is well above its round trip',
+    );
+  }
+
+  async renew(requests: readonly RenewRequest[]): Promise<readonly RenewResult[]> {
+    this.assertOpen('renew');
+    return this.held.renew(requests);
+  }
+
+  async release(key: string, owner: string): Promise<boolean> {
+    this.assertOpen('release');
+    const lock = this.held.get(owner);
+    if (!lock || lock.storeKey !== key) return false;
+    this.held.delete(owner);
+    const now = this.clock.now();
+    if (lock.session.ended) return false; // the lease took the key with it
+    const wasHeld = now < lock.expiresAt && lock.session.alive(now);
+    try {
+      const deleted = await remove(this.client.kv, lock.key, lock.revision, this.options());
+      lock.session.names.free(lock.key);
+      return deleted && wasHeld;
+    } catch (error) {
+      this.orphans.set(lock.key.toString('latin1'), lock);
+      throw this.failure(`release lock "${key}"`, error);
+    }
+  }
+
+  /**
+   * Stops the store: waiting acquisitions resolve `{ acquired: false }`, and
+   * the session's lease is revoked, which deletes every key the store wrote
+   * in one request. A lock still held (one left to run out, as
+   * `lockAtLeastFor` does) first moves to a lease of its own for the rest of
+   * its ttl, so it keeps others out as long as it promised; it is reported
+   * lost, since nobody renews it any more. The streams end, and so does the
+   * client when the store created it.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const waiter of [...this.waiters]) waiter.abandon();
+    const now = this.clock.now();
+    await Promise.all(
+      this.held
+        .unexpired(now)
+        .filter((lock) => !lock.session.ended)
+        .map((lock) => keepAlone(this.client, lock.key, lock.revision, lock.expiresAt - now, this.options()).catch(() => {})),
+    );
+    this.held.loseAll();
+    const session = this.live ?? (await this.session?.catch(() => undefined));
+    if (session && !session.ended) {
+      await session.revoke().catch(() => {}); // if etcd cannot be reached, the lease ends by itself after its TTL
+      session.end('closed');
+    }
+    this.hub.close();
+    if (this.ownsConnection) this.client.close();
+  }
+
+  /** Joins the lock's queue with a new key (on the current session, starting one if needed). `undefined`: busy, for a single try. */
+  private async place(path: LockPath, request: AcquireRequest, wait: boolean): Promise<Place | undefined> {
+    for (let tries = 0; ; tries++) {
+      const session = await this.currentSession();
+      const key = session.names.take(path);
+      try {
+        const position = await enqueue(this.client.kv, path, key, session.leaseId, wait, this.options());
+        if (!position) session.names.free(key);
+        return position && { session, key, position };
+      } catch (error) {
+        if (error instanceof EtcdLeaseInvalidError) {
+          // Nothing was written. etcd says the lease is gone before our keepalive did: start a new session.
+          session.names.free(key);
+          if (tries === 0) {
+            session.end('revoked');
+            continue;
+          }
+        } else {
+          // The transaction may have been applied without an answer: delete whatever it left (the name stays taken).
+          this.orphans.set(key.toString('latin1'), { key, session });
+        }
+        throw this.failure(`join the queue of lock "${request.key}"`, error);
+      }
+    }
+  }
+
+  /**
+   * Records a lock the session now holds and answers the acquire;
+   * `undefined` when the session cannot back it (it ended, or its lease is
+   * past its confirmed deadline; ending it revokes the lease, and the key
+   * with it).
+   */
+  private grant(request: AcquireRequest, place: Place, validFrom: number, afterWaiting: boolean): AcquireResult | undefined {
+    const { session, key } = place;
+    if (!session.alive(validFrom)) {
+      if (!session.ended) session.end('expired'); // its lease, and the key with it, are revoked
+      return undefined;
+    }
+    const lock: HeldLock = {
+      owner: request.owner,
+      storeKey: request.key,
+      key,
+      revision: place.position.revision,
+      session,
+      expiresAt: validFrom + request.ttl,
+      onLost: request.onLost,
+    };
+    this.held.add(lock);
+    if (afterWaiting) this.markOwner(lock);
+    return {
+      acquired: true,
+      fencingToken: lock.revision,
+      validFrom,
+      validFor: Math.min(request.ttl, session.validUntil - validFrom),
+    };
+  }
+
+  /** Tells the successor this key owns the lock; if the key is gone, the lock was never really ours. */
+  private markOwner(lock: HeldLock): void {
+    mark(this.client.kv, lock.key, lock.revision, this.options()).then(
+      (marked) => {
+        if (marked) return;
+        this.held.lose(lock, 'not-owner');
+        lock.session.names.free(lock.key);
+      },
+      () => {}, // unreachable: the session deadline decides
+    );
+  }
+
+  private currentSession(): Promise<Session> {
+    if (this.session) return this.session;
+    const starting = Session.start(this.client, this.clock, this.settings.sessionTtl, this.sessionEvents, () => this.options()).then(
+      (session) => {
+        if (this.closed) {
+          session.revoke().catch(() => {});
+          session.end('closed');
+          throw closedError('acquire');
+        }
+        if (this.session === starting) this.live = session;
+        return session;
+      },
+      (error: unknown) => {
+        if (this.session === starting) this.session = undefined;
+        throw this.failure('start a session (grant a lease)', error);
+      },
+    );
+    this.session = starting;
+    return starting;
+  }
+
+  private sessionEnded(session: Session): void {
+    if (this.live === session) {
+      this.live = undefined;
+      this.session = undefined;
+    }
+    this.held.sessionEnded(session);
+    for (const waiter of [...this.waiters]) if (waiter.session === session) waiter.lost();
+  }
+
+  /** Every keepalive: retry deletions etcd missed, and audit the lease's keys. */
+  private beat(session: Session): void {
+    for (const orphan of this.orphans.values()) void this.discard(orphan);
+    if (this.auditing || (!this.held.under(session) && ![...this.waiters].some((waiter) => waiter.session === session))) return;
+    this.auditing = true;
+    session
+      .keys()
+      .then(
+        (found) => {
+          if (!found) return;
+          for (const lock of this.held.audit(session, found.revision, found.keys)) session.names.free(lock.key);
+          for (const waiter of [...this.waiters]) {
+            if (waiter.session === session && waiter.revision <= found.revision && !found.keys.has(waiter.key.toString('latin1'))) {
+              session.names.free(waiter.key);
+              waiter.lost();
+            }
+          }
+        },
+        () => {},
+      )
+      .finally(() => (this.auditing = false));
+  }
+
+  /**
+   * Deletes a key nobody uses any more and frees its name; if etcd cannot be
+   * asked now, remembers it for the next keepalive. A key of an ended
+   * session went with its lease.
+   */
+  private async discard(orphan: Orphan): Promise<void> {
+    const text = orphan.key.toString('latin1');
+    this.orphans.delete(text);
+    if (orphan.session.ended) return;
+    try {
+      if (orphan.revision === undefined) {
+        await removeName(this.client.kv, orphan.key, this.options());
+      } else {
+        await remove(this.client.kv, orphan.key, orphan.revision, this.options());
+        orphan.session.names.free(orphan.key);
+      }
+    } catch {
+      if (!this.closed) this.orphans.set(text, orphan);
+    }
+  }
+
+  private options(): RequestOptions {
+    return { deadline: Date.now() + this.settings.dialTimeout };
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed) throw closedError(what);
+  }
+
+  private failure(what: string, error: unknown): LockStoreError {
+    if (error instanceof LockStoreError) return error;
+    const detail = error instanceof Error ? error.message : String(error);
+    return new LockStoreError(`The etcd lock store could not ${what} at ${this.target}: ${detail}${hint(error, this.settings)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** A key to delete: with its create revision, or without when it is unknown (its name then stays taken for good). */
+interface Orphan {
+  readonly key: Buffer;
+  readonly revision?: number;
+  readonly session: Session;
+}
+
+/** A position that owns the lock. */
+function emptyAt(revision: number): Position {
+  return { revision, ahead: new Map(), knownAt: revision };
+}
+
+function closedError(what: string): LockStoreError {
+  return new LockStoreError(`The etcd lock store is closed and cannot ${what}; create a new EtcdLockStore or stop using this one after close()`);
+}
+
+/** What to do about the usual failures. */
+function hint(error: unknown, settings: Settings): string {
+  const name = error instanceof Error ? error.constructor.name : '';
+  if (name === 'GRPCUnavailableError' || name === 'GRPCDeadlineExceededError') {
+    return `; check that etcd is running and reachable from here (dialTimeout ${settings.dialTimeout}ms)`;
+  }
+  if (name === 'EtcdPermissionDeniedError') {
+    return `; give the etcd user read and write access to keys starting with "${settings.keyPrefix}" and to leases`;
+  }
+  if (name === 'EtcdAuthenticationFailedError' || name === 'GRPCUnauthenticatedError') return '; check the auth option (user name and password)';
+  return '';
+}

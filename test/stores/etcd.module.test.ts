@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Injectable, type INestApplication } from '@nestjs/common';
+import { LockService, WithLock } from 'nestjs-distributed-lock';
+import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
+import { createTestApp } from '../support/app.js';
+import { EtcdCluster } from '../support/etcd-cluster.js';
+
+const exitChild = fileURLToPath(new URL('../support/etcd-exit-child.js', import.meta.url));
+
+/** Shared by both applications in this process, as a database would be by two instances. */
+const ledger = { active: 0, maxActive: 0, entries: [] as string[], fences: [] as number[] };
+
+@Injectable()
+class Ledger {
+  constructor(private readonly locks: LockService) {}
+
+  @WithLock('ledger:post', { wait: '10s', ttl: '5s' })
+  async post(entry: string): Promise<void> {
+    ledger.active++;
+    ledger.maxActive = Math.max(ledger.maxActive, ledger.active);
+    ledger.fences.push(this.locks.current()?.fencingToken ?? -1);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    ledger.entries.push(entry);
+    ledger.active--;
+  }
+}
+
+describe('LockModule on an EtcdLockStore', () => {
+  let etcd: EtcdCluster;
+  let apps: INestApplication[] = [];
+  before(async () => {
+    etcd = await EtcdCluster.start();
+  });
+  after(async () => {
+    await Promise.all(apps.map((app) => app.close()));
+    await etcd?.stop();
+  });
+
+  it('serialises a @WithLock method across two applications with their own stores, in fencing-token order', async () => {
+    apps = await Promise.all([0, 1].map(() => createTestApp({ lock: { store: new EtcdLockStore({ hosts: etcd.hosts }) }, providers: [Ledger] })));
+    const calls = apps.flatMap((app, a) => Array.from({ length: 10 }, (_, i) => app.get(Ledger).post(`${a}:${i}`)));
+    await Promise.all(calls);
+    assert.equal(ledger.entries.length, 20);
+    assert.equal(ledger.maxActive, 1, 'never two posts at once');
+    assert.deepEqual(ledger.fences, [...ledger.fences].sort((x, y) => x - y), 'each post ran with a higher token than the one before');
+  });
+
+  it('lets a process that used the store and closed the application exit by itself', async () => {
+    const child = spawn(process.execPath, [exitChild, etcd.hosts.join(',')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`the process did not exit by itself within 15s; output:\n${output}`));
+      }, 15_000);
+      child.once('exit', (exitCode) => {
+        clearTimeout(timer);
+        resolve(exitCode);
+      });
+    });
+    assert.equal(code, 0, output);
+    assert.match(output, /done/);
+  });
+});

@@ -1,0 +1,130 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { EtcdMember, freePort, type RaftTiming } from './etcd-member.js';
+
+const run = promisify(execFile);
+
+/** Data folders of clusters not stopped yet, removed when the test process exits however it exits (after the members are killed). */
+const roots = new Set<string>();
+process.on('exit', () => {
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
+});
+
+export interface EtcdClusterOptions {
+  /** Number of members; 1 for a single node. Default 1. */
+  members?: number;
+  /**
+   * Raft heartbeat and election timeout in ms. Default 100/1000 (etcd's own
+   * defaults), which keeps a loaded test machine from flapping leaders; the
+   * lease minimum is then 2 s.
+   */
+  timing?: RaftTiming;
+}
+
+/**
+ * A real etcd cluster for one test file: each member an `etcd` process on
+ * free loopback ports with its own temporary data folder. Ready when `start`
+ * resolves (every member healthy, a leader elected); `stop` ends every member
+ * and removes the folders (call it from an `after` hook; a test process that
+ * dies kills its members on exit too).
+ *
+ * @example
+ * let etcd: EtcdCluster;
+ * before(async () => (etcd = await EtcdCluster.start({ members: 3 })));
+ * after(() => etcd.stop());
+ * new EtcdLockStore({ hosts: etcd.hosts })
+ */
+export class EtcdCluster {
+  private constructor(
+    readonly members: readonly EtcdMember[],
+    private readonly root: string,
+  ) {}
+
+  static async start(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+    const size = options.members ?? 1;
+    const timing = options.timing ?? { heartbeat: 100, election: 1_000 };
+    // A free port can be taken by someone else before etcd binds it: try a few times.
+    for (let attempt = 1; ; attempt++) {
+      const root = mkdtempSync(join(tmpdir(), 'etcd-test-'));
+      roots.add(root);
+      const ports = [];
+      for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
+      const initialCluster = ports.map(({ peer }, i) => `m${i}=http://127.0.0.1:${peer}`).join(',');
+      const settings = { initialCluster, token: `test-${randomUUID()}`, timing };
+      const members = ports.map(({ client, peer }, i) => new EtcdMember(`m${i}`, client, peer, join(root, `m${i}`), settings));
+      const cluster = new EtcdCluster(members, root);
+      try {
+        for (const member of members) member.launch('new');
+        await cluster.untilHealthy(20_000);
+        return cluster;
+      } catch (error) {
+        await cluster.stop();
+        if (attempt === 3) throw error;
+      }
+    }
+  }
+
+  /** Client URLs of every member, for `hosts`. */
+  get hosts(): string[] {
+    return this.members.map((member) => member.clientUrl);
+  }
+
+  /** The member that leads now, asked of the running members. */
+  async leader(): Promise<EtcdMember> {
+    const endpoints = this.members.filter((member) => member.running).map((member) => member.clientUrl);
+    // `-w simple` prints one line per member: endpoint, id, version, db size, is leader, ...
+    // (the JSON form prints 64-bit member ids as numbers, which JSON.parse rounds).
+    const { stdout } = await run('etcdctl', ['--endpoints', endpoints.join(','), '--command-timeout', '2s', 'endpoint', 'status', '-w', 'simple'], {
+      timeout: 5_000,
+    });
+    const line = stdout.split('\n').find((row) => row.split(', ')[4] === 'true');
+    const leader = line && this.members.find((member) => member.clientUrl === line.split(', ')[0]);
+    if (!leader) throw new Error(`no member reports itself as leader:\n${stdout}`);
+    return leader;
+  }
+
+  /** Waits until every running member answers a quorum read (so a leader is elected and reachable). */
+  async untilHealthy(within = 20_000): Promise<void> {
+    const until = performance.now() + within;
+    for (;;) {
+      const endpoints = this.members.filter((member) => member.running).map((member) => member.clientUrl);
+      try {
+        await run('etcdctl', ['--endpoints', endpoints.join(','), '--command-timeout', '2s', 'endpoint', 'health'], { timeout: 5_000 });
+        return;
+      } catch (error) {
+        if (performance.now() > until) {
+          throw new Error(
+            `etcd (${endpoints.join(', ')}) was not healthy within ${within}ms: ${(error as Error).message}\n` +
+              this.members.map((member) => `--- ${member.name}\n${member.log}`).join('\n'),
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+
+  /** Starts a stopped or killed member again on its data folder, and waits until the cluster is healthy. */
+  async restart(member: EtcdMember): Promise<void> {
+    if (member.running) await member.stop();
+    member.launch('existing');
+    await this.untilHealthy();
+  }
+
+  /** Stops every member and removes the data folders. */
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((member) => member.kill()));
+    rmSync(this.root, { recursive: true, force: true });
+    roots.delete(this.root);
+  }
+
+  /** Runs etcdctl against the running members (for tests that act as an operator: delete a key, revoke a lease). */
+  async etcdctl(...args: string[]): Promise<string> {
+    const endpoints = this.members.filter((member) => member.running).map((member) => member.clientUrl);
+    const { stdout } = await run('etcdctl', ['--endpoints', endpoints.join(','), ...args], { timeout: 10_000 });
+    return stdout;
+  }
+}
