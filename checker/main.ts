@@ -51,6 +51,8 @@ interface Worker {
   current?: EnterEvent;
   stopped: boolean;
   exited: boolean;
+  /** The last thing it reported, to say where a worker that does not exit was. */
+  last?: WorkerEvent;
 }
 const workers = new Map<number, Worker>();
 const sections: SectionEvent[] = [];
@@ -75,6 +77,7 @@ function spawnWorker(): Worker {
   const child = fork(workerScript, { env: { ...process.env, CHECKER_WORKER: JSON.stringify(config) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const worker: Worker = { id, process: child, stopped: false, exited: false };
   child.on('message', (event: WorkerEvent) => {
+    worker.last = event;
     if (event.type === 'enter') worker.current = event;
     else if (event.type === 'section') {
       sections.push(event);
@@ -136,7 +139,10 @@ for (const worker of workers.values()) worker.process.send('stop');
 const exitBy = hostNow() + ttl * 3 + 10_000;
 while ([...workers.values()].some((w) => !w.exited) && hostNow() < exitBy) await sleep(20);
 const stragglers = [...workers.values()].filter((w) => !w.exited);
-for (const worker of stragglers) worker.process.kill('SIGKILL');
+for (const worker of stragglers) {
+  console.log(`worker ${worker.id} did not exit by itself; stopped: ${worker.stopped}; last event: ${JSON.stringify(worker.last)}`);
+  worker.process.kill('SIGKILL');
+}
 await resource.stop();
 await target.stop();
 

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DbusDaemon } from '../test/support/dbus-daemon.js';
+import { EtcdCluster } from '../test/support/etcd-cluster.js';
 import { RedisServer } from '../test/support/redis-server.js';
 import type { Random } from './random.js';
 
@@ -52,6 +53,54 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
   },
 
   /**
+   * One etcd member. A killed holder's locks end with its session lease
+   * (10 s by default), hence the margin.
+   */
+  async etcd(ttl) {
+    const cluster = await EtcdCluster.start({ members: 1 });
+    const [member] = cluster.members;
+    return {
+      url: etcdUrl(cluster),
+      fencing: true,
+      deathMargin: 10_500,
+      faults: {
+        async 'pause-server'(random) {
+          member?.pause();
+          await sleep(random.int(ttl / 4, ttl * 1.5));
+          member?.resume();
+        },
+        async 'restart-server'() {
+          if (member) await cluster.restart(member);
+        },
+      },
+      stop: () => cluster.stop(),
+    };
+  },
+
+  /** Three etcd members on loopback: the leader or a follower is killed and comes back. */
+  async 'etcd-cluster'(ttl) {
+    const cluster = await EtcdCluster.start({ members: 3 });
+    const killAndRestore = async (random: Random, pick: 'leader' | 'follower') => {
+      const leader = await cluster.leader();
+      const victim = pick === 'leader' ? leader : cluster.members.find((member) => member !== leader && member.running);
+      if (!victim) return;
+      await victim.kill();
+      await sleep(random.int(ttl, ttl * 3));
+      await cluster.restart(victim);
+    };
+    return {
+      url: etcdUrl(cluster),
+      fencing: true,
+      deathMargin: 10_500,
+      faults: {
+        'kill-leader': (random) => killAndRestore(random, 'leader'),
+        'kill-follower': (random) => killAndRestore(random, 'follower'),
+      },
+      stop: () => cluster.stop(),
+    };
+  },
+
+  /**
    * A private bus daemon. Its tokens are not ordered (`fencing: 'none'`), so
    * the resource only records; exclusion and lost updates are still checked.
    * A daemon restart ends every connection for good (the store reports all
@@ -74,3 +123,8 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
     };
   },
 };
+
+/** The LOCK_STORE url of a cluster: etcd://host:port[,host:port...]. */
+function etcdUrl(cluster: EtcdCluster): string {
+  return `etcd://${cluster.hosts.map((host) => host.replace(/^http:\/\//, '')).join(',')}`;
+}

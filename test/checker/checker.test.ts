@@ -30,6 +30,12 @@ describe('the mutual-exclusion checker', () => {
     assert.match(output, /faults: .*kill-holder/);
   });
 
+  it('reports no violation for a 3-member etcd cluster whose leader and followers are killed', { timeout: 240_000 }, async () => {
+    const { code, output } = await check(['--store', 'etcd-cluster', '--seconds', '30']);
+    assert.equal(code, 0, output);
+    assert.match(output, /checker: no violations \(store etcd-cluster, seed \d+\)/);
+  });
+
   it('reports no violation for D-Bus under kills, freezes and bus daemon pauses', { timeout: 180_000 }, async () => {
     const { code, output } = await check(['--store', 'dbus', '--seconds', '30']);
     assert.equal(code, 0, output);
