@@ -1,33 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-const demo = fileURLToPath(new URL('../../sample-app/demo.js', import.meta.url));
-const EXIT_WITHIN_MS = 30_000;
-
-interface Run {
-  readonly code: number | null;
-  readonly output: string;
-}
-
-function runDemo(env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [demo], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let output = '';
-    proc.stdout.on('data', (chunk) => (output += chunk));
-    proc.stderr.on('data', (chunk) => (output += chunk));
-    // The demo never calls process.exit: only an event loop that empties lets it end.
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`the demo did not exit by itself within ${EXIT_WITHIN_MS}ms; output:\n${output}`));
-    }, EXIT_WITHIN_MS);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+import { runDemo, type DemoRun } from '../support/demo.js';
 
 /** The rows of the cron table: tick, instance(s) that ran it, fence(s), skipped. */
 function tickRows(output: string): string[][] {
@@ -38,7 +11,7 @@ function tickRows(output: string): string[][] {
 }
 
 describe('npm run demo on the embedded store', () => {
-  let run: Run;
+  let run: DemoRun;
   before(async () => {
     run = await runDemo({ LOCK_STORE: '' });
   });

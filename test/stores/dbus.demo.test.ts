@@ -1,28 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { DbusDaemon } from '../support/dbus-daemon.js';
-
-const demo = fileURLToPath(new URL('../../sample-app/demo.js', import.meta.url));
-const EXIT_WITHIN_MS = 30_000;
-
-function runDemo(env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [demo], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let output = '';
-    proc.stdout.on('data', (chunk) => (output += chunk));
-    proc.stderr.on('data', (chunk) => (output += chunk));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`the demo did not exit by itself within ${EXIT_WITHIN_MS}ms; output:\n${output}`));
-    }, EXIT_WITHIN_MS);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+import { runDemo } from '../support/demo.js';
 
 describe('npm run demo on the D-Bus store', () => {
   let bus: DbusDaemon;
