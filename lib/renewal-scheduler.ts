@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
-import type { Clock, Timer } from './clock.js';
+import type { Clock } from './clock.js';
+import { EarliestTimer } from './earliest-timer.js';
 import type { LockHandle } from './lock.js';
 import type { LockStore } from './store/lock-store.js';
 
@@ -13,15 +14,16 @@ import type { LockStore } from './store/lock-store.js';
  */
 export class RenewalScheduler {
   private readonly locks = new Set<LockHandle>();
-  private timer?: Timer;
-  private timerAt = Infinity;
+  private readonly timer: EarliestTimer;
   private inFlight = false;
 
   constructor(
     private readonly store: LockStore,
     private readonly clock: Clock,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.timer = new EarliestTimer(clock, () => this.tick());
+  }
 
   get size(): number {
     return this.locks.size;
@@ -35,7 +37,7 @@ export class RenewalScheduler {
   /** Tracks a lock, or re-times one whose renewal moved earlier (a shorter `extend`). */
   add(lock: LockHandle): void {
     this.locks.add(lock);
-    this.arm(lock.renewAt);
+    this.timer.arm(lock.renewAt);
   }
 
   /**
@@ -49,21 +51,10 @@ export class RenewalScheduler {
 
   /** Cancels the timer, at shutdown. */
   stop(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.timerAt = Infinity;
-  }
-
-  private arm(at: number): void {
-    if (at >= this.timerAt) return;
-    this.timer?.cancel();
-    this.timerAt = at;
-    this.timer = this.clock.setTimer(() => this.tick(), Math.max(0, at - this.clock.now()));
+    this.timer.cancel();
   }
 
   private tick(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
     const now = this.clock.now();
     const due: LockHandle[] = [];
     for (const lock of this.locks) {
@@ -85,7 +76,7 @@ export class RenewalScheduler {
       const at = this.inFlight ? lock.deadline : Math.min(lock.deadline, lock.renewAt);
       if (at < next) next = at;
     }
-    if (next < Infinity) this.arm(next);
+    if (next < Infinity) this.timer.arm(next);
   }
 
   private async renew(batch: LockHandle[]): Promise<void> {

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Injectable, type INestApplication } from '@nestjs/common';
 import { WithLock } from 'nestjs-distributed-lock';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 import { createTestApp } from '../support/app.js';
 import { RedisServer } from '../support/redis-server.js';
+import { runExitChild } from '../support/exit-check.js';
 
-const exitChild = fileURLToPath(new URL('../support/redis-exit-child.js', import.meta.url));
 
 /** Shared by both applications in this process, as a database would be by two instances. */
 const ledger = { active: 0, maxActive: 0, entries: [] as string[] };
@@ -49,20 +47,7 @@ describe('LockModule on a RedisLockStore', () => {
   });
 
   it('lets a process that used the store and closed the application exit by itself', async () => {
-    const child = spawn(process.execPath, [exitChild, redis.url], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`the process did not exit by itself within 15s; output:\n${output}`));
-      }, 15_000);
-      child.once('exit', (exitCode) => {
-        clearTimeout(timer);
-        resolve(exitCode);
-      });
-    });
+    const { code, output } = await runExitChild([redis.url, '--close']);
     assert.equal(code, 0, output);
     assert.match(output, /done/);
   });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
@@ -12,8 +11,8 @@ import { DbusDaemon } from '../support/dbus-daemon.js';
 import { HOSTILE_KEYS, LONGEST_PREFIX } from '../support/dbus-keys.js';
 import { BusProbe } from '../support/dbus-probe.js';
 import { waitFor } from '../support/wait-for.js';
+import { runExitChild } from '../support/exit-check.js';
 
-const exitChild = fileURLToPath(new URL('../support/dbus-exit-child.js', import.meta.url));
 const policyExample = fileURLToPath(new URL('../../../examples/dbus/nestjs-distributed-lock.conf', import.meta.url));
 
 const request = (key: string, overrides: Partial<AcquireRequest> = {}): AcquireRequest => ({
@@ -130,20 +129,7 @@ describe('DbusLockStore', () => {
   });
 
   it('lets a process that shut its application down exit by itself without closing the store', async () => {
-    const child = spawn(process.execPath, [exitChild, bus.address], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`the process did not exit by itself within 15s; output:\n${output}`));
-      }, 15_000);
-      child.once('exit', (exitCode) => {
-        clearTimeout(timer);
-        resolve(exitCode);
-      });
-    });
+    const { code, output } = await runExitChild([`dbus:${bus.address}`, '--close']);
     assert.equal(code, 0, output);
     assert.match(output, /done/);
   });

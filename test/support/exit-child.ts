@@ -1,13 +1,21 @@
-// Run as a child process by process-exit.test: takes and releases locks in
-// every way an application does, then simply stops doing work. The test
-// checks the process exits by itself, so nothing the library left behind
-// (a timer, a listener, a pending promise) keeps it alive.
+// Run as a child process by the exit tests: an application takes, waits for,
+// aborts and releases locks in every way an application does, then simply
+// stops doing work. The tests check the process exits by itself, so nothing
+// the library or the store left behind (a timer, a socket, a stream, a
+// listener, a pending promise) keeps it alive.
+//
+// Arguments: [store url, as LOCK_STORE takes it; default memory:] [--close]
+// (close the application first). The store is made the way the sample app
+// makes it, so the module closes it or not by its usual rule.
 import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { LockModule, LockService } from 'nestjs-distributed-lock';
+import { storeFromUrl } from '../../sample-app/src/store-from-url.js';
 
-@Module({ imports: [LockModule.forRoot({ ttl: '2s' })] })
+const url = process.argv.slice(2).find((arg) => !arg.startsWith('--'));
+
+@Module({ imports: [LockModule.forRoot({ store: storeFromUrl(url), ttl: '2s' })] })
 class AppModule {}
 
 const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
@@ -23,8 +31,10 @@ await busy.release();
 const aborted = new AbortController();
 const blocked = await locks.acquire('exit:d');
 const abortedWait = locks.acquire('exit:d', { wait: '10s', signal: aborted.signal }).catch(() => 'aborted');
-aborted.abort();
+setTimeout(() => aborted.abort(), 20);
 await abortedWait;
 await blocked.release();
+// Still held when the application closes: shutdown releases it.
+await locks.acquire('exit:kept');
 if (process.argv.includes('--close')) await app.close();
 console.log('done');

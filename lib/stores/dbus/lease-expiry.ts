@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../../clock.js';
+import type { Clock } from '../../clock.js';
+import { EarliestTimer } from '../../earliest-timer.js';
 
 /** A lease the store times itself: it ends at `expiresAt` on the store's clock unless renewed. */
 export interface TimedLease {
@@ -16,18 +17,19 @@ export interface TimedLease {
  */
 export class LeaseExpiry<T extends TimedLease> {
   private readonly leases = new Set<T>();
-  private timer?: Timer;
-  private timerAt = Infinity;
+  private readonly timer: EarliestTimer;
 
   constructor(
     private readonly clock: Clock,
     private readonly expired: (lease: T) => void,
-  ) {}
+  ) {
+    this.timer = new EarliestTimer(clock, () => this.tick());
+  }
 
   /** Starts timing `lease`, or re-times one whose end moved. */
   track(lease: T): void {
     this.leases.add(lease);
-    this.arm(lease.expiresAt);
+    this.timer.arm(lease.expiresAt);
   }
 
   untrack(lease: T): void {
@@ -35,22 +37,11 @@ export class LeaseExpiry<T extends TimedLease> {
   }
 
   stop(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.timerAt = Infinity;
+    this.timer.cancel();
     this.leases.clear();
   }
 
-  private arm(at: number): void {
-    if (at >= this.timerAt) return;
-    this.timer?.cancel();
-    this.timerAt = at;
-    this.timer = this.clock.setTimer(() => this.tick(), Math.max(0, at - this.clock.now()));
-  }
-
   private tick(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
     const now = this.clock.now();
     let next = Infinity;
     for (const lease of this.leases) {
@@ -61,6 +52,6 @@ export class LeaseExpiry<T extends TimedLease> {
         next = lease.expiresAt;
       }
     }
-    if (next < Infinity) this.arm(next);
+    if (next < Infinity) this.timer.arm(next);
   }
 }

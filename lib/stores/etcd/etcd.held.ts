@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../../clock.js';
+import type { Clock } from '../../clock.js';
+import { EarliestTimer } from '../../earliest-timer.js';
 import type { AcquireRequest, RenewRequest, RenewResult } from '../../store/lock-store.js';
 import type { Session } from './etcd.session.js';
 
@@ -36,14 +37,15 @@ export interface HeldLock {
  */
 export class HeldLocks {
   private readonly locks = new Map<string, HeldLock>();
-  private timer?: Timer;
-  private timerAt = Infinity;
+  private readonly timer: EarliestTimer;
 
   constructor(
     private readonly clock: Clock,
     /** Deletes the key of a lock whose ttl ran out. */
     private readonly expire: (lock: HeldLock) => void,
-  ) {}
+  ) {
+    this.timer = new EarliestTimer(clock, () => this.sweep());
+  }
 
   get size(): number {
     return this.locks.size;
@@ -55,7 +57,7 @@ export class HeldLocks {
 
   add(lock: HeldLock): void {
     this.locks.set(lock.owner, lock);
-    this.arm(lock.expiresAt);
+    this.timer.arm(lock.expiresAt);
   }
 
   delete(owner: string): void {
@@ -68,7 +70,7 @@ export class HeldLocks {
       const lock = this.locks.get(owner);
       if (!lock || lock.storeKey !== key || now >= lock.expiresAt || !lock.session.alive(now)) return { renewed: false };
       lock.expiresAt = now + ttl;
-      this.arm(lock.expiresAt);
+      this.timer.arm(lock.expiresAt);
       return { renewed: true, validFrom: now, validFor: Math.min(ttl, lock.session.validUntil - now) };
     });
   }
@@ -112,21 +114,10 @@ export class HeldLocks {
   /** At close: every lock still held is lost. */
   loseAll(): void {
     for (const lock of [...this.locks.values()]) this.lose(lock, 'session-lost');
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.timerAt = Infinity;
-  }
-
-  private arm(at: number): void {
-    if (at >= this.timerAt) return;
-    this.timer?.cancel();
-    this.timerAt = at;
-    this.timer = this.clock.setTimer(() => this.sweep(), Math.max(0, at - this.clock.now()));
+    this.timer.cancel();
   }
 
   private sweep(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
     const now = this.clock.now();
     let next = Infinity;
     for (const lock of [...this.locks.values()]) {
@@ -137,6 +128,6 @@ export class HeldLocks {
         next = lock.expiresAt;
       }
     }
-    if (next < Infinity) this.arm(next);
+    if (next < Infinity) this.timer.arm(next);
   }
 }
