@@ -4,6 +4,8 @@ import type { EnterEvent, ResourceOp, SectionEvent } from './protocol.js';
 export interface Fault {
   kind: string;
   at: number;
+  /** When it had healed (server faults). */
+  until?: number;
   /** For faults on a holder: the worker and the key it held. */
   worker?: number;
   key?: string;
@@ -17,6 +19,15 @@ export interface History {
   faults: Fault[];
   finalValues: Map<string, number>;
   seconds: number;
+  /** Host time when the workers were told to stop. */
+  endedAt: number;
+  /**
+   * Server faults after which the store starts its leases afresh. An etcd
+   * leader that takes over extends every lease to its full ttl, so a dead
+   * holder's locks outlive it by a session ttl counted from the election, not
+   * from the death.
+   */
+  leaseResets?: string[];
 }
 
 export interface Overlap {
@@ -35,8 +46,16 @@ export interface Findings {
   lostUpdates: number;
   /** Keys whose final counter differs from the number of accepted writes. */
   countMismatches: string[];
-  /** Milliseconds from a holder's death (SIGKILL) to the next acquisition of its key. */
+  /**
+   * Milliseconds from a holder's death (SIGKILL), or from the end of a later
+   * lease reset, to the next acquisition of its key.
+   */
   deathToNext: number[];
+  /**
+   * For deaths whose key nobody acquired again before the run ended: how long
+   * it had been free-but-unavailable by then (from the death or a later reset).
+   */
+  deathNeverPassedOn: number[];
   faultsByKind: Record<string, number>;
 }
 
@@ -106,10 +125,15 @@ export function analyse(history: History): Findings {
   const countMismatches = [...accepted].filter(([key, count]) => (history.finalValues.get(key) ?? 0) !== count).map(([key]) => key);
 
   const deathToNext: number[] = [];
+  const deathNeverPassedOn: number[] = [];
   for (const fault of history.faults) {
     if (fault.kind !== 'kill-holder' || fault.key === undefined) continue;
     const next = (byKey.get(fault.key) ?? []).find((s) => s.start > fault.at && s.worker !== fault.worker);
-    if (next) deathToNext.push(next.start - fault.at);
+    const until = next?.start ?? history.endedAt;
+    const resetsSince = history.faults
+      .filter((f) => history.leaseResets?.includes(f.kind) && f.at < until && (f.until ?? f.at) > fault.at)
+      .map((f) => Math.min(f.until ?? f.at, until));
+    (next ? deathToNext : deathNeverPassedOn).push(until - Math.max(fault.at, ...resetsSince));
   }
 
   const faultsByKind: Record<string, number> = {};
@@ -124,6 +148,7 @@ export function analyse(history: History): Findings {
     lostUpdates,
     countMismatches,
     deathToNext,
+    deathNeverPassedOn,
     faultsByKind,
   };
 }

@@ -118,8 +118,10 @@ const holderFaults: Record<string, () => Promise<void>> = {
   },
 };
 const serverFaults = Object.entries(target.faults).map(([kind, inject]) => [kind, async () => {
-  faults.push({ kind, at: hostNow() });
+  const fault: Fault = { kind, at: hostNow() };
+  faults.push(fault);
   await inject(random);
+  fault.until = hostNow();
 }] as const);
 const allFaults = [...Object.entries(holderFaults), ...serverFaults];
 
@@ -132,7 +134,8 @@ while (hostNow() < endAt - ttl * 3) {
   await sleep(random.int(500, 2_000));
 }
 await sleep(Math.max(0, endAt - hostNow()));
-const elapsed = (hostNow() - startedAt) / 1_000;
+const endedAt = hostNow();
+const elapsed = (endedAt - startedAt) / 1_000;
 
 // Stop: every worker finishes its section, closes its app and must exit by itself.
 for (const worker of workers.values()) worker.process.send('stop');
@@ -153,7 +156,9 @@ const findings = analyse({
   faults,
   finalValues: new Map(keys.map((key) => [key, resource.value(key)])),
   seconds: elapsed,
+  endedAt,
+  leaseResets: target.leaseResets,
 });
-const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, fencing: target.fencing, seed, store: args.store ?? '' });
+const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, leaseResets: target.leaseResets, fencing: target.fencing, seed, store: args.store ?? '' });
 if (args.json) writeFileSync(args.json, JSON.stringify({ store: args.store, seed, seconds: elapsed, workers: workerCount, ttl, counts, findings }, null, 2));
 process.exitCode = violations > 0 ? 1 : 0;

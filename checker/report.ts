@@ -15,14 +15,16 @@ export function report(run: {
   stragglers: number;
   ttl: number;
   deathMargin: number;
+  leaseResets?: string[];
   /** Whether the store's tokens are ordered; the token checks mean nothing otherwise. */
   fencing: boolean;
   seed: number;
   store: string;
 }): number {
   const { findings: f, counts, ttl, deathMargin } = run;
+  const since = run.leaseResets?.length ? ` (or the end of a later ${run.leaseResets.join('/')})` : '';
   const deathBound = ttl + deathMargin;
-  const slowDeaths = f.deathToNext.filter((gap) => gap > deathBound).length;
+  const slowDeaths = [...f.deathToNext, ...f.deathNeverPassedOn].filter((gap) => gap > deathBound).length;
   const checks: [string, string, boolean][] = [
     ['overlapping sections, earlier holder not yet told', String(f.overlaps.length), f.overlaps.length === 0],
     ...(run.fencing
@@ -33,7 +35,7 @@ export function report(run: {
     ...(run.fencing
       ? ([['later acquisitions with a lower token', String(f.tokenRegressions), f.tokenRegressions === 0]] as [string, string, boolean][])
       : []),
-    [`holder death to next acquisition over ${deathBound}ms (ttl + ${deathMargin}ms)`, String(slowDeaths), slowDeaths === 0],
+    [`holder death${since} to next acquisition over ${deathBound}ms (ttl + ${deathMargin}ms)`, String(slowDeaths), slowDeaths === 0],
     ['workers that crashed', String(counts.crashed), counts.crashed === 0],
     ['workers that did not exit by themselves', String(run.stragglers), run.stragglers === 0],
   ];
@@ -41,7 +43,8 @@ export function report(run: {
   console.log(`critical sections: ${f.sections} (${f.sectionsPerSecond.toFixed(1)}/s); busy give-ups: ${counts.busy}; store errors seen by workers: ${counts.storeErrors}`);
   console.log(`stale operations rejected by fencing: ${f.staleRejected}`);
   console.log(
-    `holder death to next acquisition: p50 ${ms(percentile(f.deathToNext, 50))}, p99 ${ms(percentile(f.deathToNext, 99))}, max ${ms(f.deathToNext.length ? Math.max(...f.deathToNext) : Number.NaN)} over ${f.deathToNext.length} deaths`,
+    `holder death${since} to next acquisition: p50 ${ms(percentile(f.deathToNext, 50))}, p99 ${ms(percentile(f.deathToNext, 99))}, max ${ms(f.deathToNext.length ? Math.max(...f.deathToNext) : Number.NaN)} over ${f.deathToNext.length} deaths` +
+      (f.deathNeverPassedOn.length ? `; ${f.deathNeverPassedOn.length} not passed on before the end, after ${f.deathNeverPassedOn.map(ms).join(', ')}` : ''),
   );
   console.log(`faults: ${Object.entries(f.faultsByKind).map(([kind, n]) => `${kind} ${n}`).join(', ') || 'none'}`);
   for (const [what, value, ok] of checks) console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${value}`);

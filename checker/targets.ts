@@ -12,6 +12,8 @@ export interface Target {
   fencing: boolean;
   /** How long after a holder's death its key may stay unavailable, beyond the lock's ttl. */
   deathMargin: number;
+  /** Server faults after which the store's leases start afresh (see `History.leaseResets`). */
+  leaseResets?: string[];
   /** Faults on the server side; each heals itself before it resolves. */
   faults: Record<string, (random: Random) => Promise<void>>;
   stop(): Promise<void>;
@@ -77,7 +79,12 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
     };
   },
 
-  /** Three etcd members on loopback: the leader or a follower is killed and comes back. */
+  /**
+   * Three etcd members on loopback: the leader or a follower is killed and
+   * comes back. Each election (the kill, and possibly the return) gives every
+   * lease its full ttl again, so a dead holder's locks last a session ttl past
+   * the last election.
+   */
   async 'etcd-cluster'(ttl) {
     const cluster = await EtcdCluster.start({ members: 3 });
     const killAndRestore = async (random: Random, pick: 'leader' | 'follower') => {
@@ -92,6 +99,7 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
       url: etcdUrl(cluster),
       fencing: true,
       deathMargin: 10_500,
+      leaseResets: ['kill-leader', 'kill-follower'],
       faults: {
         'kill-leader': (random) => killAndRestore(random, 'leader'),
         'kill-follower': (random) => killAndRestore(random, 'follower'),
