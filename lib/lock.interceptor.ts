@@ -15,7 +15,7 @@ import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import { Observable, catchError, defer, mergeMap, throwError } from 'rxjs';
 import { toMilliseconds, type Duration } from './duration.js';
 import { InvalidLockKeyError, LockLostError, LockUnavailableError, describeValue } from './errors.js';
-import { validateKey } from './key.js';
+import { MAX_KEY_LENGTH, validateKey } from './key.js';
 import type { LockHandle } from './lock.js';
 import { LockService } from './lock.service.js';
 
@@ -66,27 +66,42 @@ export function LockRoute(key: string | RequestKeyFactory, options: LockRouteOpt
 
 /**
  * A key from an HTTP route parameter: `fromParam('id', 'orders:')` locks
- * `orders:42` for `/orders/42`. A missing parameter answers 400.
+ * `orders:42` for `/orders/42`. A missing parameter, or one that cannot be
+ * part of a lock key, answers 400.
  */
 export function fromParam(name: string, prefix = ''): RequestKeyFactory {
   return (context) => {
     const value: unknown = context.switchToHttp().getRequest<{ params?: Record<string, unknown> }>().params?.[name];
-    if (typeof value !== 'string' || value === '') throw new BadRequestException(`The route parameter "${name}" is required`);
-    return prefix + value;
+    return requestKey(value, prefix, `The route parameter "${name}"`);
   };
 }
 
 /**
  * A key from an HTTP request header (case-insensitive):
- * `fromHeader('Idempotency-Key', 'payments:')`. A missing header answers 400.
+ * `fromHeader('Idempotency-Key', 'payments:')`. A missing header, or one
+ * that cannot be part of a lock key, answers 400.
  */
 export function fromHeader(name: string, prefix = ''): RequestKeyFactory {
   const header = name.toLowerCase();
   return (context) => {
     const value: unknown = context.switchToHttp().getRequest<{ headers?: Record<string, unknown> }>().headers?.[header];
-    if (typeof value !== 'string' || value === '') throw new BadRequestException(`The ${name} header is required`);
-    return prefix + value;
+    return requestKey(value, prefix, `The ${name} header`);
   };
+}
+
+/**
+ * The key for a request value. The value is the client's input, so a value
+ * no key can hold (too long, or not well-formed text) is the client's
+ * mistake: 400, not a server error. The answer does not echo the value.
+ */
+function requestKey(value: unknown, prefix: string, what: string): string {
+  if (typeof value !== 'string' || value === '') throw new BadRequestException(`${what} is required`);
+  const key = prefix + value;
+  if (key.length > MAX_KEY_LENGTH) {
+    throw new BadRequestException(`${what} is too long; at most ${MAX_KEY_LENGTH - prefix.length} characters`);
+  }
+  if (!key.isWellFormed()) throw new BadRequestException(`${what} is not well-formed text`);
+  return key;
 }
 
 /**

@@ -175,6 +175,13 @@ describe('HTTP routes under locks', () => {
     const missing = await post('/payments');
     assert.equal(missing.status, 400);
     assert.match(await missing.text(), /Idempotency-Key header is required/);
+    const hostile = 'x'.repeat(1100);
+    const tooLong = await post('/payments', { 'Idempotency-Key': hostile });
+    assert.equal(tooLong.status, 400, 'a header no lock key can hold is the client\'s mistake, not a 500');
+    const body = await tooLong.text();
+    assert.match(body, /Idempotency-Key header is too long; at most 1015 characters/);
+    assert.ok(!body.includes(hostile), 'the answer does not echo the value');
+    assert.equal((await fetch(`${url}/payments/exports/${'y'.repeat(1100)}`)).status, 400, 'the same for a route parameter');
   });
 
   it('holds a route lock until the returned Observable completes', async () => {
