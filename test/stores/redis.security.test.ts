@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LoggerService } from '@nestjs/common';
@@ -10,6 +8,7 @@ import { LockService, LockStoreError } from 'nestjs-distributed-lock';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 import { runLockStoreContract } from 'nestjs-distributed-lock/testing';
 import { createTestApp } from '../support/app.js';
+import { makeCertificates, type TestCertificates } from '../support/certificates.js';
 import { RedisServer, freePort } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -96,32 +95,27 @@ describe('RedisLockStore as a least-privilege ACL user', () => {
 
 describe('RedisLockStore over TLS', () => {
   let redis: RedisServer;
-  let dir: string;
+  let certificates: TestCertificates;
   let tlsPort: number;
   let ca: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'redis-tls-'));
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca');
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-    writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'san.ext');
-    ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
+    certificates = makeCertificates('redis');
+    ca = readFileSync(certificates.caFile, 'utf8');
     tlsPort = await freePort();
     redis = await RedisServer.start({
       args: [
         '--tls-port', String(tlsPort),
-        '--tls-cert-file', join(dir, 'server.crt'),
-        '--tls-key-file', join(dir, 'server.key'),
-        '--tls-ca-cert-file', join(dir, 'ca.crt'),
+        '--tls-cert-file', certificates.certFile,
+        '--tls-key-file', certificates.keyFile,
+        '--tls-ca-cert-file', certificates.caFile,
         '--tls-auth-clients', 'no',
       ],
     });
   });
   after(async () => {
     await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
+    certificates.remove();
   });
 
   runLockStoreContract(

@@ -15,6 +15,16 @@ export interface RaftTiming {
 }
 
 /**
+ * Certificate and key (PEM file paths) a member serves its client port with.
+ * Only client traffic is encrypted: the peer port stays plain http, since the
+ * store never talks to it.
+ */
+export interface MemberTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
  * One `etcd` process of a test cluster, on its own loopback ports and data
  * folder. Started and stopped by {@link EtcdCluster}; tests use it to stop,
  * kill, freeze and restart members.
@@ -28,11 +38,12 @@ export class EtcdMember {
     readonly clientPort: number,
     readonly peerPort: number,
     readonly dataDir: string,
-    private readonly cluster: { readonly initialCluster: string; readonly token: string; readonly timing: RaftTiming },
+    private readonly cluster: { readonly initialCluster: string; readonly token: string; readonly timing: RaftTiming; readonly tls?: MemberTls },
   ) {}
 
+  /** `https://` when the member serves TLS, `http://` otherwise. */
   get clientUrl(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.cluster.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
   }
 
   get peerUrl(): string {
@@ -58,7 +69,7 @@ export class EtcdMember {
    * ignores the initial-cluster flags and reads its membership from disk).
    */
   launch(state: 'new' | 'existing'): void {
-    const { initialCluster, token, timing } = this.cluster;
+    const { initialCluster, token, timing, tls } = this.cluster;
     const args = [
       '--name', this.name,
       '--data-dir', this.dataDir,
@@ -73,6 +84,7 @@ export class EtcdMember {
       '--election-timeout', String(timing.election),
       '--logger', 'zap',
       '--log-level', 'warn',
+      ...(tls ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile] : []),
     ];
     const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.process = child;

@@ -22,15 +22,22 @@ class MemberSkippedError extends Error {}
 export function hostBreaker(openFor = 1_000): HostPolicy {
   let failures = 0;
   let openUntil = 0;
+  // Repeated when skipping: with a single member the skip is often the only error the caller sees.
+  let lastFailure = '';
   const policy = {
     async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
-      if (Date.now() < openUntil) throw new MemberSkippedError(`this etcd member failed ${failures} requests in a row; skipped for ${openFor}ms`);
+      if (Date.now() < openUntil) {
+        throw new MemberSkippedError(`this etcd member failed ${failures} requests in a row, the last with "${lastFailure}"; skipped for ${openFor}ms`);
+      }
       try {
         const result = await fn({ signal: signal ?? new AbortController().signal });
         failures = 0;
         return result;
       } catch (error) {
-        if (error instanceof Error && isRecoverableError(error) && ++failures >= 3) openUntil = Date.now() + openFor;
+        if (error instanceof Error && isRecoverableError(error)) {
+          lastFailure = error.message;
+          if (++failures >= 3) openUntil = Date.now() + openFor;
+        }
         throw error;
       }
     },

@@ -75,35 +75,43 @@ export interface Settings {
   readonly sessionTtl: number;
 }
 
+/**
+ * Stands for a value an options error must not keep. Errors reach logs, and
+ * some loggers print every property of an error (`value` included), so an
+ * unknown option (often a credential in the wrong place: `{ password }`) and
+ * anything that may carry `auth` or key material is never kept.
+ */
+const NOT_SHOWN = '(not shown)';
+
 /** Checks the options, so a mistake stops the application at start-up with a message that says what to pass. */
 export function settingsFrom(options: EtcdLockStoreOptions): Settings {
   const where = (name: string) => `EtcdLockStore option "${name}"`;
   if (typeof options !== 'object' || options === null) {
-    throw new InvalidLockOptionError('EtcdLockStore options', options, "pass an object such as { hosts: ['http://127.0.0.1:2379'] }");
+    throw new InvalidLockOptionError('EtcdLockStore options', hostsShown(options), "pass an object such as { hosts: ['http://127.0.0.1:2379'] }");
   }
   for (const name of Object.keys(options)) {
     if (!KNOWN.has(name)) {
-      throw new InvalidLockOptionError(where(name), (options as Record<string, unknown>)[name], `remove it; the options are ${[...KNOWN].join(', ')}`);
+      throw new InvalidLockOptionError(where(name), NOT_SHOWN, `remove it; the options are ${[...KNOWN].join(', ')}`);
     }
   }
   const { client, hosts } = options;
   if (client !== undefined) {
     if (!isClient(client)) {
-      throw new InvalidLockOptionError(where('client'), client, 'pass an etcd3 client (new Etcd3({ hosts })) or { hosts } instead');
+      throw new InvalidLockOptionError(where('client'), NOT_SHOWN, 'pass an etcd3 client (new Etcd3({ hosts })) or { hosts } instead');
     }
     for (const name of ['hosts', 'credentials', 'auth', 'etcdOptions'] as const) {
       if (options[name] !== undefined) {
         throw new InvalidLockOptionError(
           where(name),
-          name === 'auth' ? '(not shown)' : options[name],
+          NOT_SHOWN,
           'pass either a client or the options to create one, not both; configure the client you pass yourself',
         );
       }
     }
   } else if (!validHosts(hosts)) {
     throw new InvalidLockOptionError(
-      hosts === undefined ? 'EtcdLockStore options' : where('hosts'),
-      hosts === undefined ? options : hosts,
+      where('hosts'),
+      hostsShown(hosts),
       "pass { client } (an Etcd3) or { hosts: ['http://127.0.0.1:2379'] } (client URLs starting with http:// or https://)",
     );
   }
@@ -156,8 +164,17 @@ function isClient(value: unknown): value is Etcd3 {
 /** For messages: where etcd is, without any credentials a URL might carry. */
 export function describeTarget(options: EtcdLockStoreOptions): string {
   if (options.client) return 'the etcd client passed in';
-  const hosts = (typeof options.hosts === 'string' ? [options.hosts] : (options.hosts ?? [])).map((host) =>
-    host.replace(/\/\/[^/@]*@/, '//'),
-  );
-  return hosts.join(', ');
+  const hosts = typeof options.hosts === 'string' ? [options.hosts] : (options.hosts ?? []);
+  return hosts.map(withoutUserinfo).join(', ');
+}
+
+/** A URL without the user name and password it may carry (`etcd://user:secret@host` → `etcd://host`), scheme or not. */
+function withoutUserinfo(host: string): string {
+  return host.replace(/^([a-z][a-z\d+.-]*:\/\/)?[^/@]*@/i, '$1');
+}
+
+/** `hosts` (a URL or a list of them) as an options error may keep it. */
+function hostsShown(hosts: unknown): unknown {
+  if (Array.isArray(hosts)) return hosts.map(hostsShown);
+  return typeof hosts === 'string' ? withoutUserinfo(hosts) : hosts;
 }

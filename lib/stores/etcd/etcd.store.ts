@@ -376,11 +376,20 @@ function closedError(what: string): LockStoreError {
 /** What to do about the usual failures. */
 function hint(error: unknown, settings: Settings): string {
   const name = error instanceof Error ? error.constructor.name : '';
-  if (name === 'GRPCUnavailableError' || name === 'GRPCDeadlineExceededError') {
+  // grpc reports a certificate it cannot verify as "unavailable", with the reason in the message only.
+  if (error instanceof Error && /certificate/i.test(error.message)) {
+    return "; pass credentials: { rootCertificate } with the CA that signed etcd's certificate, and use its name or IP in hosts";
+  }
+  // MemberSkippedError: the member's breaker is open after failures like these (etcd.host-breaker.ts).
+  if (name === 'GRPCUnavailableError' || name === 'GRPCDeadlineExceededError' || name === 'MemberSkippedError') {
     return `; check that etcd is running and reachable from here (dialTimeout ${settings.dialTimeout}ms)`;
   }
   if (name === 'EtcdPermissionDeniedError') {
-    return `; give the etcd user read and write access to keys starting with "${settings.keyPrefix}" and to leases`;
+    // etcd has no permission for leases: a lease call is checked against the keys attached to it, all under the prefix.
+    return (
+      `; give the etcd user's role readwrite on the key prefix ` +
+      `(etcdctl role grant-permission <role> readwrite --prefix=true ${settings.keyPrefix})`
+    );
   }
   if (name === 'EtcdAuthenticationFailedError' || name === 'GRPCUnauthenticatedError') return '; check the auth option (user name and password)';
   return '';
