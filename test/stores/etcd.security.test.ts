@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import type { LoggerService } from '@nestjs/common';
 import { Etcd3 } from 'etcd3';
 import { InvalidLockOptionError, LockService, LockStoreError } from 'nestjs-distributed-lock';
 import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { runLockStoreContract } from 'nestjs-distributed-lock/testing';
 import { createTestApp } from '../support/app.js';
 import { makeCertificates, type TestCertificates } from '../support/certificates.js';
+import { captureLogs } from '../support/log-capture.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
 
 const ROOT_PASSWORD = 'r00t-pa55';
@@ -144,14 +144,7 @@ describe('EtcdLockStore as a least-privilege etcd user', () => {
   });
 
   it('never puts the password in the logs when the password changes under a held lock', async () => {
-    const lines: string[] = [];
-    const capture: LoggerService = {
-      log: (m) => lines.push(String(m)),
-      warn: (m) => lines.push(String(m)),
-      error: (m, ...rest) => lines.push([m, ...rest].map(String).join(' ')),
-      debug: (m) => lines.push(String(m)),
-      verbose: (m) => lines.push(String(m)),
-    };
+    const { logger: capture, lines } = captureLogs();
     const store = new EtcdLockStore({ hosts: etcd.hosts, auth: locker, sessionTtl: '2s', dialTimeout: 2_000 });
     const app = await createTestApp({ lock: { store, ttl: 600 } });
     app.useLogger(capture);

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { LoggerService } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { LockService, LockStoreError } from 'nestjs-distributed-lock';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 import { runLockStoreContract } from 'nestjs-distributed-lock/testing';
 import { createTestApp } from '../support/app.js';
 import { makeCertificates, type TestCertificates } from '../support/certificates.js';
+import { captureLogs } from '../support/log-capture.js';
 import { RedisServer, freePort } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -69,14 +69,7 @@ describe('RedisLockStore as a least-privilege ACL user', () => {
   });
 
   it('never puts the password in the logs when renewals start failing', async () => {
-    const lines: string[] = [];
-    const capture: LoggerService = {
-      log: (m) => lines.push(String(m)),
-      warn: (m) => lines.push(String(m)),
-      error: (m, ...rest) => lines.push([m, ...rest].map(String).join(' ')),
-      debug: (m) => lines.push(String(m)),
-      verbose: (m) => lines.push(String(m)),
-    };
+    const { logger: capture, lines } = captureLogs();
     const app = await createTestApp({ lock: { store: new RedisLockStore({ url, connectTimeout: 500 }), ttl: 600 } });
     app.useLogger(capture);
     try {
