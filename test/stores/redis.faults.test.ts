@@ -6,11 +6,12 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { INestApplication } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { LockLostError, LockService, type AcquireRequest } from 'nestjs-distributed-lock';
-import { RedisLockStore } from 'nestjs-distributed-lock/redis';
+import { LockLostError, LockService, LockStoreError, type AcquireResult } from 'nestjs-distributed-lock';
+import { RedisLockStore, type RedisLockStoreOptions } from 'nestjs-distributed-lock/redis';
 import { createTestApp } from '../support/app.js';
 import { RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
+import { request } from '../support/store-requests.js';
 
 const holderChild = fileURLToPath(new URL('../support/redis-holder-child.js', import.meta.url));
 
@@ -25,8 +26,8 @@ async function server(args: string[] = []): Promise<RedisServer> {
   return started;
 }
 
-function store(url: string): RedisLockStore {
-  const opened = new RedisLockStore({ url, connectTimeout: 1_000 });
+function store(url: string, options: Omit<RedisLockStoreOptions, 'url'> = {}): RedisLockStore {
+  const opened = new RedisLockStore({ url, connectTimeout: 1_000, ...options });
   cleanups.push(() => opened.close());
   return opened;
 }
@@ -35,10 +36,6 @@ async function app(url: string): Promise<INestApplication> {
   const created = await createTestApp({ lock: { store: new RedisLockStore({ url, connectTimeout: 1_000 }), closeStore: true } });
   cleanups.push(() => created.close());
   return created;
-}
-
-function request(key: string, overrides: Partial<AcquireRequest> = {}): AcquireRequest {
-  return { key, owner: randomUUID(), ttl: 30_000, wait: 0, onLost: () => {}, ...overrides };
 }
 
 /** The store key LockService uses for `key` (no module prefix: just ':' before it). */
@@ -130,5 +127,111 @@ describe('RedisLockStore when Redis fails', () => {
     await holder.release(key, held.owner);
     assert.equal((await result).acquired, true);
     assert.ok(performance.now() - released < 800, 'woken by the re-check after reconnecting, not by the periodic one');
+  });
+
+  it('fails a release that Redis does not answer within connectTimeout, and frees the lock once Redis runs again', async () => {
+    const redis = await server();
+    const [holding, next] = [store(redis.url), store(redis.url)];
+    const key = `paused-release:${randomUUID()}`;
+    const ttl = 3_000;
+    const held = request(key, { ttl });
+    assert.equal((await holding.acquire(held)).acquired, true);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      redis.pause();
+      const releasing = performance.now();
+      await assert.rejects(holding.release(key, held.owner), (error: Error) => {
+        assert.ok(error instanceof LockStoreError, `a LockStoreError, not ${error.name}`);
+        assert.match(error.message, /could not release lock ".*": redis:\/\/127\.0\.0\.1:\d+ did not answer within 1000ms/);
+        return true;
+      });
+      const failedAfter = performance.now() - releasing;
+      assert.ok(failedAfter >= 990 && failedAfter < 1_300, `failed after ${Math.round(failedAfter)}ms, at connectTimeout`);
+
+      redis.resume();
+      const resumed = performance.now();
+      // The release was sent before the pause: Redis runs it once it runs again.
+      const taken = await next.acquire(request(key, { wait: ttl }));
+      assert.equal(taken.acquired, true);
+      assert.ok(performance.now() - resumed < ttl, 'free again within the holder\'s ttl');
+      assert.equal((await holding.acquire(request(`after:${key}`))).acquired, true, 'the store that timed out works again');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(unhandled, [], 'no promise was left to reject unhandled');
+    } finally {
+      redis.resume();
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});
+
+describe("RedisLockStore when a waiter's own connections drop", () => {
+  /** The ids of the connections named `name`: its command connection and, once it waits, its subscriber. */
+  async function connections(admin: Redis, name: string): Promise<{ command: string[]; subscriber: string[] }> {
+    const lines = String(await admin.call('CLIENT', 'LIST')).split('\n').filter((line) => line.includes(` name=${name} `));
+    const id = (line: string) => /^id=(\d+)/.exec(line)?.[1] ?? '';
+    return { command: lines.filter((line) => / sub=0 /.test(line)).map(id), subscriber: lines.filter((line) => !/ sub=0 /.test(line)).map(id) };
+  }
+
+  /**
+   * A holder holds `key`, a store whose connections are named `name` waits
+   * for it; resolves once it waits in the queue, with the waiter's result
+   * and when it settled.
+   */
+  async function waiting(redis: RedisServer, admin: Redis, name: string) {
+    const holding = store(redis.url);
+    const waiter = store(redis.url, { redisOptions: { connectionName: name } });
+    const key = `own-connection:${randomUUID()}`;
+    const held = request(key);
+    const holderGrant = await holding.acquire(held);
+    assert.equal(holderGrant.acquired, true);
+    const settled: { at?: number } = {};
+    const result: Promise<AcquireResult> = waiter.acquire(request(key, { wait: 10_000 })).finally(() => (settled.at = performance.now()));
+    await waitFor(async () => (await admin.zcard(`lock:{${key}}:queue`)) === 1, 2_000, 'waiter queued');
+    const release = async () => {
+      assert.equal(settled.at, undefined, 'the waiter got nothing while the holder held the lock');
+      const released = performance.now();
+      assert.equal(await holding.release(key, held.owner), true);
+      return released;
+    };
+    return { result, settled, release, holderToken: holderGrant.acquired ? holderGrant.fencingToken : 0 };
+  }
+
+  it('gets the lock when both its connections are cut and the holder releases before they are back', async () => {
+    const redis = await server();
+    const admin = new Redis(redis.url);
+    cleanups.push(() => admin.disconnect());
+    const { result, settled, release, holderToken } = await waiting(redis, admin, 'cut-both');
+    const { command, subscriber } = await connections(admin, 'cut-both');
+    assert.equal(command.length, 1, 'one command connection');
+    assert.equal(subscriber.length, 1, 'one subscriber connection');
+    for (const id of [...command, ...subscriber]) await admin.call('CLIENT', 'KILL', 'ID', id);
+    // Released while the waiter reconnects: the hand-off message is published to nobody.
+    const released = await release();
+    const taken = await result;
+    assert.equal(taken.acquired, true);
+    if (taken.acquired) assert.ok(taken.fencingToken > holderToken);
+    assert.ok((settled.at ?? Infinity) - released < 1_000, `got it ${Math.round((settled.at ?? Infinity) - released)}ms after the release`);
+  });
+
+  it('gets the lock by the hand-off message once its cut connections are back', async () => {
+    const redis = await server();
+    const admin = new Redis(redis.url);
+    cleanups.push(() => admin.disconnect());
+    const { result, settled, release } = await waiting(redis, admin, 'cut-then-back');
+    const before = await connections(admin, 'cut-then-back');
+    for (const id of [...before.command, ...before.subscriber]) await admin.call('CLIENT', 'KILL', 'ID', id);
+    await waitFor(
+      async () => {
+        const now = await connections(admin, 'cut-then-back');
+        return now.command.length === 1 && now.subscriber.length === 1 && !before.command.includes(now.command[0] ?? '');
+      },
+      2_000,
+      'the waiter reconnected and subscribed again',
+    );
+    const released = await release();
+    assert.equal((await result).acquired, true);
+    assert.ok((settled.at ?? Infinity) - released < 200, `got it ${Math.round((settled.at ?? Infinity) - released)}ms after the release`);
   });
 });

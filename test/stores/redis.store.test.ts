@@ -4,10 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { LockStoreError, type AcquireRequest, type AcquireResult } from 'nestjs-distributed-lock';
+import { LockStoreError } from 'nestjs-distributed-lock';
 import { RedisLockStore, type RedisLockStoreOptions } from 'nestjs-distributed-lock/redis';
 import { RedisServer, freePort } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
+import { grant, request } from '../support/store-requests.js';
 
 const waiterChild = fileURLToPath(new URL('../support/redis-waiter-child.js', import.meta.url));
 
@@ -30,16 +31,6 @@ function open(options: Partial<RedisLockStoreOptions> = {}): RedisLockStore {
   const store = new RedisLockStore({ url: server.url, ...options });
   stores.push(store);
   return store;
-}
-
-function request(key: string, overrides: Partial<AcquireRequest> = {}): AcquireRequest {
-  return { key, owner: randomUUID(), ttl: 30_000, wait: 0, onLost: () => {}, ...overrides };
-}
-
-async function grant(store: RedisLockStore, req: AcquireRequest): Promise<Extract<AcquireResult, { acquired: true }>> {
-  const result = await store.acquire(req);
-  assert.equal(result.acquired, true, `expected ${req.key} to be granted`);
-  return result as Extract<AcquireResult, { acquired: true }>;
 }
 
 /** Calls of each command since the server started, from INFO commandstats. */

@@ -200,9 +200,25 @@ export class RedisLockStore implements LockStore {
       if (!renewal?.renewed) return { acquired: false };
       confirmed = { ...result, validFrom: renewal.validFrom };
     }
+    // WAIT counts only the writes made over the connection it runs on. If
+    // that connection drops before WAIT answers, ioredis sends WAIT again over
+    // a new one (after a Sentinel fail-over, to the new primary), where it
+    // confirms nothing about this grant yet answers "all replicas": measured,
+    // a grant made on the old primary was confirmed this way and its token
+    // handed out again after the fail-over. So the answer counts only if it
+    // came over the socket the grant was written on. Only microtasks ran
+    // since that write's reply, so ioredis cannot have reconnected yet here.
+    const socket = (this.client as Redis).stream;
     const acked = Number(await this.call(this.client.wait(replicas, timeout), 'wait for replicas of', request.key, timeout));
-    if (acked >= replicas) return confirmed;
+    if (acked >= replicas && (this.client as Redis).stream === socket) return confirmed;
     await this.release(request.key, request.owner).catch(() => false);
+    if (acked >= replicas) {
+      throw new LockStoreError(
+        `Lock ${describeValue(request.key)} was granted by ${this.target}, but the connection was re-established (a fail-over or a ` +
+          'network fault) before the replicas confirmed it, so whether they have it is unknown and it was released again; ' +
+          'acquire it again, now over the new connection',
+      );
+    }
     throw new LockStoreError(
       `Lock ${describeValue(request.key)} was granted by ${this.target}, but only ${acked} of ${replicas} replica(s) confirmed it ` +
         `within ${timeout}ms, so it was released again; check the replicas' health and lag, or lower waitForReplicas`,
