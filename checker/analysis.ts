@@ -28,6 +28,11 @@ export interface History {
    * from the death.
    */
   leaseResets?: string[];
+  /**
+   * Server faults during which the store cannot serve anyone (a paused or
+   * restarting server): time inside them does not count against liveness.
+   */
+  outages?: string[];
 }
 
 export interface Overlap {
@@ -48,7 +53,8 @@ export interface Findings {
   countMismatches: string[];
   /**
    * Milliseconds from a holder's death (SIGKILL), or from the end of a later
-   * lease reset, to the next acquisition of its key.
+   * lease reset, to the next acquisition of its key, less the time the server
+   * was out (see `History.outages`) in between.
    */
   deathToNext: number[];
   /**
@@ -133,7 +139,11 @@ export function analyse(history: History): Findings {
     const resetsSince = history.faults
       .filter((f) => history.leaseResets?.includes(f.kind) && f.at < until && (f.until ?? f.at) > fault.at)
       .map((f) => Math.min(f.until ?? f.at, until));
-    (next ? deathToNext : deathNeverPassedOn).push(until - Math.max(fault.at, ...resetsSince));
+    const from = Math.max(fault.at, ...resetsSince);
+    const out = history.faults
+      .filter((f) => history.outages?.includes(f.kind))
+      .reduce((sum, f) => sum + Math.max(0, Math.min(until, f.until ?? f.at) - Math.max(from, f.at)), 0);
+    (next ? deathToNext : deathNeverPassedOn).push(until - from - out);
   }
 
   const faultsByKind: Record<string, number> = {};

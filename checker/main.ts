@@ -158,7 +158,8 @@ const findings = analyse({
   seconds: elapsed,
   endedAt,
   leaseResets: target.leaseResets,
+  outages: target.outages,
 });
-const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, leaseResets: target.leaseResets, fencing: target.fencing, seed, store: args.store ?? '' });
+const violations = report({ findings, counts, stragglers: stragglers.length, ttl, deathMargin: target.deathMargin, leaseResets: target.leaseResets, outages: target.outages, fencing: target.fencing, seed, store: args.store ?? '' });
 if (args.json) writeFileSync(args.json, JSON.stringify({ store: args.store, seed, seconds: elapsed, workers: workerCount, ttl, counts, findings }, null, 2));
 process.exitCode = violations > 0 ? 1 : 0;

@@ -16,13 +16,16 @@ export function report(run: {
   ttl: number;
   deathMargin: number;
   leaseResets?: string[];
+  outages?: string[];
   /** Whether the store's tokens are ordered; the token checks mean nothing otherwise. */
   fencing: boolean;
   seed: number;
   store: string;
 }): number {
   const { findings: f, counts, ttl, deathMargin } = run;
-  const since = run.leaseResets?.length ? ` (or the end of a later ${run.leaseResets.join('/')})` : '';
+  const since =
+    (run.leaseResets?.length ? ` (or the end of a later ${run.leaseResets.join('/')})` : '') +
+    (run.outages?.length ? `, less ${run.outages.join('/')} time,` : '');
   const deathBound = ttl + deathMargin;
   const slowDeaths = [...f.deathToNext, ...f.deathNeverPassedOn].filter((gap) => gap > deathBound).length;
   const checks: [string, string, boolean][] = [

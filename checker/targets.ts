@@ -14,6 +14,8 @@ export interface Target {
   deathMargin: number;
   /** Server faults after which the store's leases start afresh (see `History.leaseResets`). */
   leaseResets?: string[];
+  /** Server faults during which nobody can acquire (see `History.outages`). */
+  outages?: string[];
   /** Faults on the server side; each heals itself before it resolves. */
   faults: Record<string, (random: Random) => Promise<void>>;
   stop(): Promise<void>;
@@ -40,6 +42,7 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
       url: server.url,
       fencing: true,
       deathMargin: 500,
+      outages: ['pause-server', 'restart-server'],
       faults: {
         async 'pause-server'(random) {
           server.pause();
@@ -65,6 +68,7 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
       url: etcdUrl(cluster),
       fencing: true,
       deathMargin: 10_500,
+      outages: ['pause-server', 'restart-server'],
       faults: {
         async 'pause-server'(random) {
           member?.pause();
@@ -120,6 +124,7 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
       url: `dbus:${daemon.address}`,
       fencing: false,
       deathMargin: 100,
+      outages: ['pause-server'],
       faults: {
         async 'pause-server'(random) {
           daemon.pause();
