@@ -73,7 +73,10 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
     return {
       url: etcdUrl(cluster),
       fencing: true,
-      deathMargin: 10_500,
+      // The session ttl, the election timeout etcd adds when a restarted
+      // member leads again, its 500 ms expiry loop, and slack.
+      deathMargin: 12_000,
+      leaseResets: ['restart-server'],
       outages: ['pause-server', 'restart-server'],
       faults: {
         async 'pause-server'(random) {

@@ -30,6 +30,12 @@ describe('the mutual-exclusion checker', () => {
     assert.match(output, /faults: .*kill-holder/);
   });
 
+  it('reports no violation for a single etcd member under kills, freezes, pauses and restarts', { timeout: 180_000 }, async () => {
+    const { code, output } = await check(['--store', 'etcd', '--seconds', '30']);
+    assert.equal(code, 0, output);
+    assert.match(output, /checker: no violations \(store etcd, seed \d+\)/);
+  });
+
   it('reports no violation for a 3-member etcd cluster whose leader and followers are killed', { timeout: 240_000 }, async () => {
     const { code, output } = await check(['--store', 'etcd-cluster', '--seconds', '30']);
     assert.equal(code, 0, output);

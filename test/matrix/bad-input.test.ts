@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { DbusDaemon } from '../support/dbus-daemon.js';
+import { EtcdCluster } from '../support/etcd-cluster.js';
 import { RedisServer } from '../support/redis-server.js';
 
 const child = fileURLToPath(new URL('../support/bad-input-child.js', import.meta.url));
@@ -77,16 +78,22 @@ function check(outcome: Outcome): void {
 describe('every bad input, against every store', () => {
   let redis: RedisServer;
   let bus: DbusDaemon;
+  let etcd: EtcdCluster;
   before(async () => {
     bus = await DbusDaemon.start();
     redis = await RedisServer.start();
     const admin = new Redis(redis.port, '127.0.0.1');
     await admin.config('SET', 'requirepass', 'matrix-password');
     admin.disconnect();
+    etcd = await EtcdCluster.start();
+    for (const command of [['user', 'add', 'root', '--new-user-password=matrix-password'], ['user', 'grant-role', 'root', 'root'], ['auth', 'enable']]) {
+      await etcd.etcdctl(...command);
+    }
   });
   after(async () => {
-    await redis.stop();
-    await bus.stop();
+    await redis?.stop();
+    await bus?.stop();
+    await etcd?.stop();
   });
 
   it('memory: typed errors naming the problem, no unhandled rejection, nothing left behind, and the process exits by itself', async () => {
@@ -97,6 +104,13 @@ describe('every bad input, against every store', () => {
 
   it('redis: the same, with failures answered within the connect timeout', async () => {
     const outcome = await runCases(['redis', `redis://:matrix-password@127.0.0.1:${redis.port}`]);
+    check(outcome);
+    assert.equal(Object.keys(outcome.results).length, Object.keys(expected).length, 'every case ran');
+  });
+
+  it('etcd: the same, as a user of an etcd with auth enabled', async () => {
+    const [host] = etcd.hosts;
+    const outcome = await runCases(['etcd', (host as string).replace('http://', 'http://root:matrix-password@')]);
     check(outcome);
     assert.equal(Object.keys(outcome.results).length, Object.keys(expected).length, 'every case ran');
   });

@@ -4,9 +4,11 @@
 // itself once the cases are done: it ends without calling process.exit.
 import 'reflect-metadata';
 import { Injectable, type INestApplicationContext } from '@nestjs/common';
+import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import { LockModule, LockService, MemoryLockStore, WithLock, type LockModuleOptions, type LockStore } from 'nestjs-distributed-lock';
 import { DbusLockStore } from 'nestjs-distributed-lock/dbus';
+import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 import { NestFactory } from '@nestjs/core';
 import { Module } from '@nestjs/common';
@@ -75,6 +77,26 @@ function target(): Target {
       connectTimeout: 0,
       passwords: false,
       close: async () => {},
+    };
+  }
+  if (kind === 'etcd') {
+    // The address is the client URL with the user and password etcd's auth wants: http://user:password@host:port.
+    const url = new URL(address as string);
+    const auth = { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) };
+    const admin = new Etcd3({ hosts: url.origin, auth });
+    return {
+      store: (options = {}) =>
+        new EtcdLockStore({
+          hosts: options.unreachable ? 'http://127.0.0.1:1' : url.origin,
+          auth: options.wrongPassword ? { ...auth, password: 'not-the-password' } : auth,
+          dialTimeout: CONNECT_TIMEOUT,
+        }),
+      // Every queue entry of a lock is under `lock/<store key>/` (the default key prefix; these keys have no '%' or '/' to escape).
+      steal: async (storeKey) => void (await admin.delete().prefix(`lock/${storeKey}/`)),
+      leftovers: () => admin.getAll().prefix('lock/').keys(),
+      connectTimeout: CONNECT_TIMEOUT,
+      passwords: true,
+      close: async () => admin.close(),
     };
   }
   const admin = new Redis(address as string);

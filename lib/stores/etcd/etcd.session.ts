@@ -20,6 +20,9 @@ export interface SessionEvents {
   beat(session: Session): void;
 }
 
+/** The longest wait between tries to reopen a failed keepalive stream (see `Session.failed`). */
+const MAX_RETRY_DELAY = 1_000;
+
 /**
  * One etcd lease shared by every lock the store holds, and the one
  * keepalive stream that keeps it alive.
@@ -61,6 +64,8 @@ export class Session {
   private sent: number[] = [];
   private beatTimer?: Timer;
   private deadlineTimer?: Timer;
+  /** The reopening scheduled after the stream failed, while no stream is open or opening (see `open`). */
+  private retryTimer?: Timer;
   private retryDelay = 0;
 
   private constructor(
@@ -119,6 +124,7 @@ export class Session {
     this.ended = true;
     this.beatTimer?.cancel();
     this.deadlineTimer?.cancel();
+    this.retryTimer?.cancel();
     this.dropStream(false);
     this.events.ended(this);
     // A lease we gave up on may still exist in etcd (the cut healed just
@@ -146,8 +152,18 @@ export class Session {
     this.beatTimer = this.clock.setTimer(() => this.beat(), this.interval);
   }
 
+  /**
+   * Opens the keepalive stream unless one is open or opening, in place of any
+   * retry still pending: a beat that reopens the stream while etcd is back
+   * must not leave a retry behind that opens a second one. A second stream
+   * would replace the first in `stream` and orphan it: a live gRPC call that
+   * nothing ends, which keeps its HTTP/2 connection referenced, and the
+   * process running, even after the client is closed.
+   */
   private open(): void {
-    if (this.opening || this.ended) return;
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
+    if (this.opening || this.stream || this.ended) return;
     this.opening = true;
     this.client.leaseClient.leaseKeepAlive().then(
       (stream) => {
@@ -187,12 +203,17 @@ export class Session {
     }
   }
 
-  /** The stream failed: open another soon (not at the next beat: every lost millisecond is lease margin). */
+  /**
+   * The stream failed: open another soon, not at the next beat (every lost
+   * millisecond is lease margin), backing off to one try a second, so a
+   * member back from a restart is found within a second rather than a whole
+   * interval later, when the lease may have run out meanwhile.
+   */
   private failed(): void {
     this.dropStream(false);
     if (this.ended) return;
-    this.retryDelay = Math.min(this.interval, Math.max(25, this.retryDelay * 2));
-    this.clock.setTimer(() => this.open(), this.retryDelay);
+    this.retryDelay = Math.min(this.interval, MAX_RETRY_DELAY, Math.max(25, this.retryDelay * 2));
+    this.retryTimer = this.clock.setTimer(() => this.open(), this.retryDelay);
   }
 
   /** Forgets the stream; `reset` cancels it in a way that makes etcd3 drop the host's connection (a stalled stream). */

@@ -119,7 +119,7 @@ export class EtcdLockStore implements LockStore {
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    this.assertOpen('acquire');
+    this.assertOpen(`acquire lock "${request.key}"`);
     const path = lockPath(this.settings.keyPrefix, request.key);
     const wait = request.wait > 0 && !request.signal?.aborted;
     // A grant the session cannot back (it ended during the request) is
@@ -150,7 +150,7 @@ export class EtcdLockStore implements LockStore {
   }
 
   async release(key: string, owner: string): Promise<boolean> {
-    this.assertOpen('release');
+    this.assertOpen(`release lock "${key}"`);
     const lock = this.held.get(owner);
     if (!lock || lock.storeKey !== key) return false;
     this.held.delete(owner);
@@ -200,7 +200,9 @@ export class EtcdLockStore implements LockStore {
   /** Joins the lock's queue with a new key (on the current session, starting one if needed). `undefined`: busy, for a single try. */
   private async place(path: LockPath, request: AcquireRequest, wait: boolean): Promise<Place | undefined> {
     for (let tries = 0; ; tries++) {
-      const session = await this.currentSession();
+      const session = await this.currentSession().catch((error: unknown) => {
+        throw this.failure(`start a session (grant a lease) for lock "${request.key}"`, error);
+      });
       const key = session.names.take(path);
       try {
         const position = await enqueue(this.client.kv, path, key, session.leaseId, wait, this.options());
@@ -280,7 +282,7 @@ export class EtcdLockStore implements LockStore {
       },
       (error: unknown) => {
         if (this.session === starting) this.session = undefined;
-        throw this.failure('start a session (grant a lease)', error);
+        throw error; // named with the lock that asked, in `place`
       },
     );
     this.session = starting;

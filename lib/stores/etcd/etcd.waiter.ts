@@ -113,6 +113,12 @@ export class Waiter {
   /** Starts waiting: the wait's timer, the signal, and the predecessor's watch. */
   start(): void {
     this.timer = this.backend.clock.setTimer(() => void this.giveUp(), this.request.wait, true);
+    // The signal may have aborted while the key was being queued; a listener
+    // added now would never be called, and the wait would run its full length.
+    if (this.request.signal?.aborted) {
+      void this.giveUp();
+      return;
+    }
     this.request.signal?.addEventListener('abort', this.onAbort, { once: true });
     this.kick();
   }

@@ -117,7 +117,9 @@ export class RedisLockStore implements LockStore {
       if (this.closed) return { acquired: false }; // closed while subscribing: a pending wait
       throw error;
     }
-    if (this.closed) return { acquired: false };
+    // Closed, or aborted while subscribing: the abort event has fired already,
+    // so a waiter listening from now on would wait its whole wait.
+    if (this.closed || request.signal?.aborted) return { acquired: false };
     return new Promise((resolve, reject) => {
       const waiter = new Waiter(this.backend, keys, request, resolve, reject);
       this.waiters.add(waiter);
