@@ -1,27 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Injectable, type INestApplication } from '@nestjs/common';
-import { WithLock } from 'nestjs-distributed-lock';
+import type { INestApplication } from '@nestjs/common';
 import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 import { createTestApp } from '../support/app.js';
+import { ledgerProvider } from '../support/ledger.js';
 import { RedisServer } from '../support/redis-server.js';
 import { runExitChild } from '../support/exit-check.js';
 
-
-/** Shared by both applications in this process, as a database would be by two instances. */
-const ledger = { active: 0, maxActive: 0, entries: [] as string[] };
-
-@Injectable()
-class Ledger {
-  @WithLock('ledger:post', { wait: '10s', ttl: '5s' })
-  async post(entry: string): Promise<void> {
-    ledger.active++;
-    ledger.maxActive = Math.max(ledger.maxActive, ledger.active);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-    ledger.entries.push(entry);
-    ledger.active--;
-  }
-}
+const { Ledger, ledger } = ledgerProvider('10s');
 
 describe('LockModule on a RedisLockStore', () => {
   let redis: RedisServer;

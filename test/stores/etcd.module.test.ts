@@ -1,30 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Injectable, type INestApplication } from '@nestjs/common';
-import { LockService, WithLock } from 'nestjs-distributed-lock';
+import type { INestApplication } from '@nestjs/common';
 import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { createTestApp } from '../support/app.js';
+import { ledgerProvider } from '../support/ledger.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
 import { runExitChild } from '../support/exit-check.js';
 
-
-/** Shared by both applications in this process, as a database would be by two instances. */
-const ledger = { active: 0, maxActive: 0, entries: [] as string[], fences: [] as number[] };
-
-@Injectable()
-class Ledger {
-  constructor(private readonly locks: LockService) {}
-
-  @WithLock('ledger:post', { wait: '10s', ttl: '5s' })
-  async post(entry: string): Promise<void> {
-    ledger.active++;
-    ledger.maxActive = Math.max(ledger.maxActive, ledger.active);
-    ledger.fences.push(this.locks.current()?.fencingToken ?? -1);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-    ledger.entries.push(entry);
-    ledger.active--;
-  }
-}
+const { Ledger, ledger } = ledgerProvider('10s');
 
 describe('LockModule on an EtcdLockStore', () => {
   let etcd: EtcdCluster;

@@ -9,7 +9,8 @@ import { runLockStoreContract } from 'nestjs-distributed-lock/testing';
 import { createTestApp } from '../support/app.js';
 import { makeCertificates, type TestCertificates } from '../support/certificates.js';
 import { captureLogs } from '../support/log-capture.js';
-import { RedisServer, freePort } from '../support/redis-server.js';
+import { freePort } from '../support/free-port.js';
+import { RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
 /**

@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { LockStoreError } from 'nestjs-distributed-lock';
 import { RedisLockStore, type RedisLockStoreOptions } from 'nestjs-distributed-lock/redis';
-import { RedisServer, freePort } from '../support/redis-server.js';
+import { freePort } from '../support/free-port.js';
+import { RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 import { grant, request } from '../support/store-requests.js';
 

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { EtcdMember, freePort, type MemberTls, type RaftTiming } from './etcd-member.js';
+import { EtcdMember, type MemberTls, type RaftTiming } from './etcd-member.js';
+import { freePort } from './free-port.js';
 
 const run = promisify(execFile);
 

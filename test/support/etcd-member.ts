@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 /** Members still running, killed when the test process exits however it exits. */
 const running = new Set<EtcdMember>();
@@ -139,14 +138,3 @@ export class EtcdMember {
   }
 }
 
-/** A port nobody listens on right now: bind port 0 on loopback and read what the system chose. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

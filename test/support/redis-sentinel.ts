@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { RedisServer, freePort } from './redis-server.js';
+import { freePort } from './free-port.js';
+import { RedisServer } from './redis-server.js';
 import { waitFor } from './wait-for.js';
 
 /** Sentinel processes still running, killed when the test process exits however it exits (the data servers have their own hook). */

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './free-port.js';
 
 /** Servers still running, killed when the test process exits however it exits. */
 const running = new Set<RedisServer>();
@@ -128,17 +129,6 @@ export class RedisServer {
   }
 }
 
-/** A port nobody listens on right now: bind port 0 on loopback and read what the system chose. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** True when a server on `port` answers PING with PONG (not LOADING or an error). */
 function ping(port: number): Promise<boolean> {

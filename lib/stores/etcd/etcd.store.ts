@@ -1,6 +1,6 @@
 import { EtcdLeaseInvalidError, type Etcd3 } from 'etcd3';
 import { systemClock, type Clock } from '../../clock.js';
-import { LockStoreError } from '../../errors.js';
+import { LockStoreError, describeValue } from '../../errors.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -119,7 +119,7 @@ export class EtcdLockStore implements LockStore {
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    this.assertOpen(`acquire lock "${request.key}"`);
+    this.assertOpen('acquire', request.key);
     const path = lockPath(this.settings.keyPrefix, request.key);
     const wait = request.wait > 0 && !request.signal?.aborted;
     // A grant the session cannot back (it ended during the request) is
@@ -139,7 +139,7 @@ export class EtcdLockStore implements LockStore {
       if (result) return result;
     }
     throw new LockStoreError(
-      `The etcd lock store could not keep a session with etcd at ${this.target} long enough to grant lock "${request.key}"; ` +
+      `The etcd lock store could not keep a session with etcd at ${this.target} long enough to grant lock ${describeValue(request.key)}; ` +
         'check that etcd is reachable and answers within dialTimeout, and that sessionTtl is well above its round trip',
     );
   }
@@ -150,7 +150,7 @@ export class EtcdLockStore implements LockStore {
   }
 
   async release(key: string, owner: string): Promise<boolean> {
-    this.assertOpen(`release lock "${key}"`);
+    this.assertOpen('release', key);
     const lock = this.held.get(owner);
     if (!lock || lock.storeKey !== key) return false;
     this.held.delete(owner);
@@ -163,7 +163,7 @@ export class EtcdLockStore implements LockStore {
       return deleted && wasHeld;
     } catch (error) {
       this.orphans.set(lock.key.toString('latin1'), lock);
-      throw this.failure(`release lock "${key}"`, error);
+      throw this.failure(`release lock ${describeValue(key)}`, error);
     }
   }
 
@@ -201,7 +201,7 @@ export class EtcdLockStore implements LockStore {
   private async place(path: LockPath, request: AcquireRequest, wait: boolean): Promise<Place | undefined> {
     for (let tries = 0; ; tries++) {
       const session = await this.currentSession().catch((error: unknown) => {
-        throw this.failure(`start a session (grant a lease) for lock "${request.key}"`, error);
+        throw this.failure(`start a session (grant a lease) for lock ${describeValue(request.key)}`, error);
       });
       const key = session.names.take(path);
       try {
@@ -220,7 +220,7 @@ export class EtcdLockStore implements LockStore {
           // The transaction may have been applied without an answer: delete whatever it left (the name stays taken).
           this.orphans.set(key.toString('latin1'), { key, session });
         }
-        throw this.failure(`join the queue of lock "${request.key}"`, error);
+        throw this.failure(`join the queue of lock ${describeValue(request.key)}`, error);
       }
     }
   }
@@ -346,8 +346,9 @@ export class EtcdLockStore implements LockStore {
     return { deadline: Date.now() + this.settings.dialTimeout };
   }
 
-  private assertOpen(what: string): void {
-    if (this.closed) throw closedError(what);
+  /** `key`: the lock the call was for, named in the error (built only when closed: acquire and release are hot). */
+  private assertOpen(what: string, key?: string): void {
+    if (this.closed) throw closedError(key === undefined ? what : `${what} lock ${describeValue(key)}`);
   }
 
   private failure(what: string, error: unknown): LockStoreError {
