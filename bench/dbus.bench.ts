@@ -28,7 +28,7 @@
  */
 import 'reflect-metadata';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,7 +40,8 @@ import { LockModule, LockService } from 'nestjs-distributed-lock';
 import { DbusLockStore, lockBusName } from 'nestjs-distributed-lock/dbus';
 import { DbusDaemon } from '../test/support/dbus-daemon.js';
 import { renderChart } from './support/chart.js';
-import { environment, repoRoot } from './support/env.js';
+import { environment, repoRoot, versionOf } from './support/env.js';
+import { log, mark, rotation, table } from './support/report.js';
 import { fmt, median, round, roundSummary, summarize, type Summary } from './support/stats.js';
 
 // ---------------------------------------------------------------- settings
@@ -62,10 +63,6 @@ const TARGETS = {
 
 /** Measured on this machine when the issue was written, for reference. */
 const ISSUE_BASELINE = { pairP50Ms: 0.36, contendedPerSec: 622, waitP99Ms: 21, handoffGapMs: 0.36 };
-
-const log = (line = ''): void => {
-  process.stdout.write(line + '\n');
-};
 
 const hostNow = (): number => Number(process.hrtime.bigint()) / 1e6;
 
@@ -304,10 +301,6 @@ async function benchUncontended(address: string, locks: LockService, store: Dbus
   };
 }
 
-function rotation<T>(items: readonly T[], run: number): T[] {
-  const k = run % items.length;
-  return [...items.slice(k), ...items.slice(0, k)];
-}
 
 // ---------------------------------------------------------------- 2. contended
 
@@ -415,22 +408,10 @@ async function benchContended(workers: Worker[]): Promise<ContendedResult> {
 
 // ---------------------------------------------------------------- report
 
-const mark = (pass: boolean): string => (pass ? 'PASS' : 'MISS');
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
-  const line = (row: string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd();
-  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
-}
-
-function packageVersion(name: string): string {
-  return (JSON.parse(readFileSync(new URL(`node_modules/${name}/package.json`, repoRoot), 'utf8')) as { version: string }).version;
-}
-
 async function main(): Promise<void> {
   const env = {
     ...environment(),
-    dbusNext: packageVersion('dbus-next'),
+    dbusNext: versionOf('dbus-next'),
     dbusDaemon: execFileSync('dbus-daemon', ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim(),
   };
   const startedAt = new Date();

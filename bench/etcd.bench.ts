@@ -29,14 +29,15 @@
  */
 import 'reflect-metadata';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { EtcdCluster } from '../test/support/etcd-cluster.js';
 import { renderChart } from './support/chart.js';
 import { LABELS, SHORT, createTaker, type ContenderId, type Taker } from './support/etcd-contenders.js';
-import { environment, repoRoot } from './support/env.js';
+import { environment, repoRoot, versionOf } from './support/env.js';
+import { log, rotation, table } from './support/report.js';
 import { fmt, median, quantile, round, roundSummary, summarize, type Summary } from './support/stats.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -60,16 +61,6 @@ const TARGETS = {
 
 const UNCONTENDED: ContenderId[] = ['etcd3-lock', 'raw', 'store'];
 const CONTENDED: ContenderId[] = ['herd', 'fifo-recipe', 'store'];
-
-const log = (line = ''): void => {
-  process.stdout.write(line + '\n');
-};
-
-/** The order of `items` in run `run`: rotated, so every item takes every position equally often. */
-function rotation<T>(items: readonly T[], run: number): T[] {
-  const k = run % items.length;
-  return [...items.slice(k), ...items.slice(0, k)];
-}
 
 // ---------------------------------------------------------------- uncontended
 
@@ -257,11 +248,6 @@ function verdict(uncontended: UncontendedSummary[], contended: ContendedSummary[
   };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ')).join('\n');
-}
-
 function print(result: TopologyResult): void {
   log(`\n${result.topology}: uncontended acquire + release`);
   log(
@@ -342,10 +328,6 @@ function chart(results: TopologyResult[], caption: string): string {
   ]);
 }
 
-function etcd3Version(): string {
-  return (JSON.parse(readFileSync(new URL('node_modules/etcd3/package.json', repoRoot), 'utf8')) as { version: string }).version;
-}
-
 function etcdVersion(): string {
   try {
     return /etcd Version: (\S+)/.exec(execFileSync('etcd', ['--version'], { encoding: 'utf8' }))?.[1] ?? 'unknown';
@@ -356,7 +338,7 @@ function etcdVersion(): string {
 
 async function main(): Promise<void> {
   const env = environment();
-  const versions = { etcd: etcdVersion(), etcd3: etcd3Version() };
+  const versions = { etcd: etcdVersion(), etcd3: versionOf('etcd3') };
   log(`etcd benchmark${QUICK ? ' (quick)' : ''}: etcd ${versions.etcd}, Node ${env.node}, ${env.cpus} x ${env.cpu}, load ${env.loadAverage.join(' ')}`);
   const results: TopologyResult[] = [];
   for (const topology of config.topologies) {

@@ -30,7 +30,7 @@
  * redis-renewal.ts, redis-counters.ts (requests sent, commands Redis ran).
  */
 import 'reflect-metadata';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +41,7 @@ import { CONTENDED, HOW, LABELS, RAW_RETRY_MS, TTL_MS, UNCONTENDED, WAIT_MS, typ
 import { countSentCommands } from './redis-counters.js';
 import { benchRenewal } from './redis-renewal.js';
 import { benchUncontended, uncontendedTable, type UncontendedResult } from './redis-uncontended.js';
-import { environment, repoRoot } from './support/env.js';
+import { environment, repoRoot, versionOf } from './support/env.js';
 import { renderPanels, type BarRow } from './support/percentile-chart.js';
 import { log, mark, ms, table, us } from './support/report.js';
 import { fmt, round } from './support/stats.js';
@@ -98,15 +98,6 @@ const COLORS: Record<ContenderId, string> = {
 };
 
 // ---------------------------------------------------------------- report
-
-function versionOf(pkg: string): string {
-  try {
-    const json = JSON.parse(readFileSync(new URL(`node_modules/${pkg}/package.json`, repoRoot), 'utf8')) as { version?: string };
-    return (json.version ?? 'unknown').replace(/^v/, '');
-  } catch {
-    return 'not installed';
-  }
-}
 
 async function main(): Promise<void> {
   const env = environment();

@@ -5,7 +5,8 @@ import os from 'node:os';
 /** The repository root, found from this compiled file (build/bench/support/env.js). */
 export const repoRoot = new URL('../../../', import.meta.url);
 
-function versionOf(pkg: string): string {
+/** The installed version of package `pkg`, read from node_modules. */
+export function versionOf(pkg: string): string {
   try {
     const json = JSON.parse(readFileSync(new URL(`node_modules/${pkg}/package.json`, repoRoot), 'utf8')) as { version?: string };
     return json.version ?? 'unknown';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
@@ -132,9 +133,10 @@ describe('EtcdLockStore on a 3-node cluster', () => {
     const child = spawn(process.execPath, [holderChild, cluster.hosts.join(','), key, SESSION_TTL], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: Record<string, number | string>[] = [];
     let output = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      output += chunk;
-      for (const line of chunk.split('\n')) if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, number | string>);
+    // By line, not by chunk: a chunk can end in the middle of a line.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      output += `${line}\n`;
+      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, number | string>);
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     const [app] = await apps(1);

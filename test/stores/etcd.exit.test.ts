@@ -157,7 +157,7 @@ describe('EtcdLockStore on a real member, for an application that must exit', ()
       // Any retry left over runs (one a second) on the revived member.
       await sleep(2_000);
       proc.stdin.end(); // the application stops working and closes
-      const code = await Promise.race([exited, sleep(15_000).then(() => 'running')]);
+      const code = await Promise.race([exited, sleep(15_000, 'running', { ref: false })]);
       assert.equal(code, 0, `the application did not close and exit by itself within 15 s; it said:\n${output}`);
       assert.ok(events.some((line) => line.event === 'closed'), output);
     } finally {

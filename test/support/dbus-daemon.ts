@@ -85,10 +85,6 @@ export class DbusDaemon {
     return daemon;
   }
 
-  get pid(): number | undefined {
-    return this.process?.pid;
-  }
-
   /** Freezes the daemon (SIGSTOP): connections stay open, nothing is answered. */
   pause(): void {
     this.process?.kill('SIGSTOP');

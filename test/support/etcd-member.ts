@@ -49,10 +49,6 @@ export class EtcdMember {
     return `http://127.0.0.1:${this.peerPort}`;
   }
 
-  get pid(): number | undefined {
-    return this.process?.pid;
-  }
-
   get running(): boolean {
     return this.process !== undefined;
   }

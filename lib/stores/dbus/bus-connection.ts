@@ -32,7 +32,9 @@ export class HandshakeTimeoutError extends Error {
 
 /** A call to the bus waiting for its answer. */
 interface PendingCall {
-  readonly what: string;
+  /** The call and the name it is about, for the timeout error (formatted only then). */
+  readonly member: string;
+  readonly name: unknown;
   /** When it fails with a timeout, on `performance.now()`. */
   readonly deadline: number;
   /** dbus-next's promise of the answer; it never settles if the connection ends first. */
@@ -199,7 +201,8 @@ export class BusConnection {
     const message = new Message({ destination: DRIVER, path: DRIVER_PATH, interface: DRIVER, member, signature, body });
     return new Promise<number>((resolve, reject) => {
       const call: PendingCall = {
-        what: `${member} ${String(body[0])}`,
+        member,
+        name: body[0],
         deadline: performance.now() + this.timeout,
         sent: this.bus.call(message),
         reject,
@@ -248,7 +251,7 @@ export class BusConnection {
       this.late.add(failLate);
       const forget = () => this.late.delete(failLate);
       late.then(forget, forget);
-      call.reject(new BusTimeoutError(`the bus did not answer ${call.what} within ${this.timeout}ms`, late));
+      call.reject(new BusTimeoutError(`the bus did not answer ${call.member} ${String(call.name)} within ${this.timeout}ms`, late));
     }
   }
 

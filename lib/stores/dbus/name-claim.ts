@@ -103,7 +103,7 @@ export class NameClaim implements NameWatcher {
       connection = this.host.pool.claim(this.name, this);
       if (connection instanceof Promise) connection = await connection;
     } catch (error) {
-      this.phase = 'done';
+      this.end(); // forgotten by the store, and the next caller waiting here gets its turn
       this.fail(this.host.failure('reach the bus for', this, error));
       return;
     }

@@ -47,10 +47,6 @@ export class HeldLocks {
     this.timer = new EarliestTimer(clock, () => this.sweep());
   }
 
-  get size(): number {
-    return this.locks.size;
-  }
-
   get(owner: string): HeldLock | undefined {
     return this.locks.get(owner);
   }
@@ -75,11 +71,17 @@ export class HeldLocks {
     });
   }
 
-  /** Reports `lock` lost and forgets it, if it is still held. */
-  lose(lock: HeldLock, reason: 'not-owner' | 'session-lost'): void {
-    if (this.locks.get(lock.owner) !== lock) return;
+  /**
+   * Reports `lock` lost and forgets it, if it is still held. Returns whether
+   * it was: only then may the caller free its name, since whoever removed it
+   * earlier (release, the ttl sweep) frees it, and the name may have been
+   * taken again since.
+   */
+  lose(lock: HeldLock, reason: 'not-owner' | 'session-lost'): boolean {
+    if (this.locks.get(lock.owner) !== lock) return false;
     this.locks.delete(lock.owner);
     lock.onLost(reason);
+    return true;
   }
 
   /** Every lock under `session` is lost at once: its lease is gone. */

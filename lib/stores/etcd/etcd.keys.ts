@@ -43,15 +43,17 @@ export function lockPath(keyPrefix: string, storeKey: string): LockPath {
 export class EntryNames {
   private readonly used = new Set<string>();
   private readonly base: string;
+  private readonly baseBytes: Buffer;
 
   constructor(leaseId: string) {
     this.base = BigInt(leaseId).toString(16);
+    this.baseBytes = Buffer.from(this.base);
   }
 
   /** A name under `path` that no other acquisition of this session is using. */
   take(path: LockPath): Buffer {
     for (let slot = 0; ; slot++) {
-      const key = Buffer.concat([path.prefix, Buffer.from(slot === 0 ? this.base : `${this.base}/${slot}`)]);
+      const key = Buffer.concat([path.prefix, slot === 0 ? this.baseBytes : Buffer.from(`${this.base}/${slot}`)]);
       const text = key.toString('latin1');
       if (!this.used.has(text)) {
         this.used.add(text);

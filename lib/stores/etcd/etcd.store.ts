@@ -12,7 +12,7 @@ import type {
 import { HeldLocks, type HeldLock } from './etcd.held.js';
 import { lockPath, type LockPath } from './etcd.keys.js';
 import { connect, describeTarget, settingsFrom, type EtcdLockStoreOptions, type Settings } from './etcd.options.js';
-import { enqueue, keepAlone, keysAhead, mark, remove, removeName, type Position, type RequestOptions } from './etcd.queue.js';
+import { enqueue, keepAlone, keysAhead, mark, remove, removeName, type RequestOptions } from './etcd.queue.js';
 import { Session, type SessionEvents } from './etcd.session.js';
 import { Waiter, type Place, type WaiterBackend } from './etcd.waiter.js';
 import { WatchHub } from './etcd.watch-hub.js';
@@ -112,7 +112,7 @@ export class EtcdLockStore implements LockStore {
       hub: this.hub,
       join: (waiter) => this.place(waiter.path, waiter.request, true) as Promise<Place>,
       check: (path, revision) => keysAhead(this.client.kv, path, revision, this.options()),
-      granted: (waiter) => this.grant(waiter.request, { session: waiter.session, key: waiter.key, position: emptyAt(waiter.revision) }, this.clock.now(), true),
+      granted: (waiter) => this.grant(waiter.request, waiter.session, waiter.key, waiter.revision, this.clock.now(), true),
       leave: (waiter) => this.discard(waiter),
       settled: (waiter) => this.waiters.delete(waiter),
     };
@@ -135,7 +135,7 @@ export class EtcdLockStore implements LockStore {
           waiter.start();
         });
       }
-      const result = this.grant(request, place, sentAt, false);
+      const result = this.grant(request, place.session, place.key, place.position.revision, sentAt, false);
       if (result) return result;
     }
     throw new LockStoreError(
@@ -226,13 +226,19 @@ export class EtcdLockStore implements LockStore {
   }
 
   /**
-   * Records a lock the session now holds and answers the acquire;
-   * `undefined` when the session cannot back it (it ended, or its lease is
-   * past its confirmed deadline; ending it revokes the lease, and the key
-   * with it).
+   * Records a lock the session now holds through `key` (created at
+   * `revision`) and answers the acquire; `undefined` when the session cannot
+   * back it (it ended, or its lease is past its confirmed deadline; ending
+   * it revokes the lease, and the key with it).
    */
-  private grant(request: AcquireRequest, place: Place, validFrom: number, afterWaiting: boolean): AcquireResult | undefined {
-    const { session, key } = place;
+  private grant(
+    request: AcquireRequest,
+    session: Session,
+    key: Buffer,
+    revision: number,
+    validFrom: number,
+    afterWaiting: boolean,
+  ): AcquireResult | undefined {
     if (!session.alive(validFrom)) {
       if (!session.ended) session.end('expired'); // its lease, and the key with it, are revoked
       return undefined;
@@ -241,7 +247,7 @@ export class EtcdLockStore implements LockStore {
       owner: request.owner,
       storeKey: request.key,
       key,
-      revision: place.position.revision,
+      revision,
       session,
       expiresAt: validFrom + request.ttl,
       onLost: request.onLost,
@@ -260,9 +266,8 @@ export class EtcdLockStore implements LockStore {
   private markOwner(lock: HeldLock): void {
     mark(this.client.kv, lock.key, lock.revision, this.options()).then(
       (marked) => {
-        if (marked) return;
-        this.held.lose(lock, 'not-owner');
-        lock.session.names.free(lock.key);
+        // A mark that fails after a release (the two can cross) changes nothing.
+        if (!marked && this.held.lose(lock, 'not-owner')) lock.session.names.free(lock.key);
       },
       () => {}, // unreachable: the session deadline decides
     );
@@ -310,10 +315,9 @@ export class EtcdLockStore implements LockStore {
           if (!found) return;
           for (const lock of this.held.audit(session, found.revision, found.keys)) session.names.free(lock.key);
           for (const waiter of [...this.waiters]) {
-            if (waiter.session === session && waiter.revision <= found.revision && !found.keys.has(waiter.key.toString('latin1'))) {
-              session.names.free(waiter.key);
-              waiter.lost();
-            }
+            if (waiter.session !== session || waiter.revision > found.revision || found.keys.has(waiter.key.toString('latin1'))) continue;
+            // Only the waiter's first notice frees the name: on a later one the name may carry its next key.
+            if (waiter.lost()) session.names.free(waiter.key);
           }
         },
         () => {},
@@ -365,11 +369,6 @@ interface Orphan {
   readonly key: Buffer;
   readonly revision?: number;
   readonly session: Session;
-}
-
-/** A position that owns the lock. */
-function emptyAt(revision: number): Position {
-  return { revision, ahead: new Map(), knownAt: revision };
 }
 
 function closedError(what: string): LockStoreError {

@@ -123,12 +123,18 @@ export class Waiter {
     this.kick();
   }
 
-  /** The key is gone (its session ended, or the audit did not find it): join again at the back. */
-  lost(): void {
-    if (this.state !== 'waiting') return;
+  /**
+   * The key is gone (its session ended, or the audit did not find it): join
+   * again at the back. Returns true when this is news: the waiter was waiting
+   * on that key, not already leaving it or joining again.
+   */
+  lost(): boolean {
+    if (this.state !== 'waiting') return false;
+    const news = !this.rejoin;
     this.rejoin = true;
     this.stopWatching();
     this.kick();
+    return news;
   }
 
   /** The store is closing: answer "not acquired" now; the session's revocation removes the key. */

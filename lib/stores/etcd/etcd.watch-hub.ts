@@ -81,7 +81,7 @@ export class WatchHub {
       watch.created.reject(new Error('the watch was cancelled before etcd confirmed it'));
       return;
     }
-    void this.stream?.then((stream) => this.send(stream, { cancel_request: { watch_id: id } }), () => {});
+    this.sendLater({ cancel_request: { watch_id: id } });
   }
 
   close(): void {
@@ -104,6 +104,11 @@ export class WatchHub {
     this.stream = opening;
     opening.catch((error: unknown) => this.stream === opening && this.fail(error as Error, false));
     return opening;
+  }
+
+  /** Sends on the current stream once it is open; nothing if there is none, or it fails to open (its watches are then broken anyway). */
+  private sendLater(request: IWatchRequest): void {
+    void this.stream?.then((stream) => this.send(stream, request), () => {});
   }
 
   private send(stream: WatchStream, request: IWatchRequest): void {
@@ -139,7 +144,7 @@ export class WatchHub {
     }
     if (!watch) {
       // Cancelled while being created: now that etcd knows the id, stop it.
-      void this.stream?.then((stream) => this.send(stream, { cancel_request: { watch_id: id } }), () => {});
+      this.sendLater({ cancel_request: { watch_id: id } });
       return;
     }
     const created = watch.created;
@@ -173,7 +178,7 @@ export class WatchHub {
         this.fail(new Error(`the etcd watch stream answered nothing for ${this.pingEvery}ms`), true);
         return;
       }
-      void this.stream.then((stream) => this.send(stream, { progress_request: {} }), () => {});
+      this.sendLater({ progress_request: {} });
       this.armPing();
     }, this.pingEvery);
   }
