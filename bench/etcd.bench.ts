@@ -11,10 +11,10 @@
  * with etcd's default raft timing and fsync on, and stopped afterwards.
  *
  * 1. Uncontended: sequential acquire+release pairs on a free key (a single
- *    try, as `locks.acquire(key)` without `wait`), each implementation in
- *    turn for 1.5 s (order rotated per run), several runs; per-pair p50/p99
- *    and the ratio of medians to the raw floor (put-if-absent transaction
- *    plus delete on one lease: two round trips).
+ *    try, as `locks.acquire(key)` without `wait`), one pair of each
+ *    implementation per round (order rotated), several runs; per-pair
+ *    p50/p99 and the median of per-run ratios to the raw floor
+ *    (put-if-absent transaction plus delete on one lease: two round trips).
  * 2. Contended: 8 workers in this process, each with its own etcd client
  *    (its own connection) and, for EtcdLockStore, its own Nest application
  *    and store; all take one key, hold it ~1 ms (`await setTimeout(1)`, the
@@ -43,7 +43,7 @@ import { fmt, median, quantile, round, roundSummary, summarize, type Summary } f
 const QUICK = process.argv.includes('--quick');
 
 const config = {
-  uncontended: { runs: QUICK ? 2 : 9, runMs: QUICK ? 400 : 1_500, warmupMs: QUICK ? 200 : 600 },
+  uncontended: { runs: QUICK ? 2 : 9, rounds: QUICK ? 150 : 600, warmupRounds: QUICK ? 100 : 300 },
   contended: { runs: QUICK ? 1 : 7, runMs: QUICK ? 1_500 : 3_000, workers: 8, holdMs: 1 },
   topologies: [
     { name: 'single node', members: 1 },
@@ -70,57 +70,56 @@ interface UncontendedSummary {
   runsPairsPerSec: number[];
   medianPairsPerSec: number;
   perPairMs: Summary;
-  /** Median pairs/s over the raw floor's, in the same topology. */
+  /** Median over runs of this run's pairs/s over the raw floor's (paired, so drift on the machine cancels). */
   vsRaw: number;
 }
 
-/** Runs acquire+release pairs on `key` for about `ms`; resolves how many, and how long they took. */
-async function pairs(taker: Taker, key: string, ms: number, perPair: number[]): Promise<{ count: number; ms: number }> {
+/** One acquire+release pair on `key`; resolves how long it took (ms). */
+async function pair(taker: Taker, key: string): Promise<number> {
   const start = performance.now();
-  let now = start;
-  let count = 0;
-  while (now - start < ms) {
-    const held = await taker.acquire(key, false);
-    await held.release();
-    const after = performance.now();
-    perPair.push(after - now);
-    now = after;
-    count++;
-  }
-  return { count, ms: now - start };
+  const held = await taker.acquire(key, false);
+  await held.release();
+  return performance.now() - start;
 }
 
+/**
+ * Rounds of one pair per implementation (the order rotated every round), so
+ * every implementation sees the same moments of the machine's drifting load;
+ * a run's pairs/s of one implementation is its pairs over the time they took.
+ */
 async function benchUncontended(hosts: string[]): Promise<UncontendedSummary[]> {
-  const { runs, runMs, warmupMs } = config.uncontended;
+  const { runs, rounds, warmupRounds } = config.uncontended;
   const takers = new Map<ContenderId, Taker>();
   for (const id of UNCONTENDED) takers.set(id, await createTaker(id, hosts));
   const rates = new Map<ContenderId, number[]>(UNCONTENDED.map((id) => [id, []]));
   const perPair = new Map<ContenderId, number[]>(UNCONTENDED.map((id) => [id, []]));
   try {
-    for (const id of UNCONTENDED) await pairs(takers.get(id) as Taker, `bench/warmup/${id}`, warmupMs, []);
+    for (let i = 0; i < warmupRounds; i++) for (const id of UNCONTENDED) await pair(takers.get(id) as Taker, `bench/warmup/${id}`);
     for (let run = 0; run < runs; run++) {
-      const line: string[] = [];
-      for (const id of rotation(UNCONTENDED, run)) {
-        const { count, ms } = await pairs(takers.get(id) as Taker, `bench/uncontended/${id}/${run}`, runMs, perPair.get(id) as number[]);
-        rates.get(id)?.push(count / (ms / 1_000));
-        line.push(`${LABELS[id]} ${fmt(count / (ms / 1_000))}`);
+      const spent = new Map<ContenderId, number>(UNCONTENDED.map((id) => [id, 0]));
+      for (let i = 0; i < rounds; i++) {
+        for (const id of rotation(UNCONTENDED, run * rounds + i)) {
+          const ms = await pair(takers.get(id) as Taker, `bench/uncontended/${id}`);
+          perPair.get(id)?.push(ms);
+          spent.set(id, (spent.get(id) as number) + ms);
+        }
       }
-      log(`  run ${run + 1}/${runs}: ${line.join(' | ')} pairs/s`);
+      for (const id of UNCONTENDED) rates.get(id)?.push(rounds / ((spent.get(id) as number) / 1_000));
+      log(`  run ${run + 1}/${runs}: ${UNCONTENDED.map((id) => `${LABELS[id]} ${fmt(rounds / ((spent.get(id) as number) / 1_000))}`).join(' | ')} pairs/s`);
     }
   } finally {
     for (const taker of takers.values()) await taker.close();
   }
-  const rawMedian = median(rates.get('raw') as number[]);
+  const raw = rates.get('raw') as number[];
   return UNCONTENDED.map((id) => {
     const runsPairsPerSec = (rates.get(id) as number[]).map((rate) => Math.round(rate));
-    const medianPairsPerSec = median(runsPairsPerSec);
     return {
       id,
       label: LABELS[id],
       runsPairsPerSec,
-      medianPairsPerSec: Math.round(medianPairsPerSec),
+      medianPairsPerSec: Math.round(median(rates.get(id) as number[])),
       perPairMs: roundSummary(summarize(perPair.get(id) as number[]), 2),
-      vsRaw: round(medianPairsPerSec / rawMedian, 2),
+      vsRaw: round(median((rates.get(id) as number[]).map((rate, run) => rate / (raw[run] as number))), 3),
     };
   });
 }

@@ -22,7 +22,7 @@ export interface UncontendedResult {
   requestsPerPair: Record<string, Record<string, number>>;
   /** Commands Redis ran per pair, including those inside Lua scripts (INFO commandstats). */
   serverCommandsPerPair: Record<string, Record<string, number>>;
-  /** redis-server CPU per pair (INFO cpu), µs. */
+  /** redis-server CPU per pair (INFO cpu, one batch per implementation), µs. */
   serverCpuUsPerPair: Record<string, number>;
   pingMs: Summary;
   pass: boolean;
@@ -35,64 +35,68 @@ export interface UncontendedSettings {
 }
 
 /**
- * Sequential acquire+release pairs in this process, every implementation of
- * UNCONTENDED in turn, batch by batch, the order rotated every run; `pass`
- * when ours' p50 is at most `maxRatio` x the raw floor's (median of per-run
- * ratios).
+ * Sequential acquire+release pairs in this process; `pass` when ours' p50 is
+ * at most `maxRatio` x the raw floor's (median of per-run ratios).
+ *
+ * Timing interleaves the implementations pair by pair (one pair of each per
+ * round, the order rotated every round), so every one of them sees the same
+ * moments of a shared machine's drifting load; batches of one implementation
+ * at a time gave per-run ratios from 0.55 to 3.9 for the same code. What each
+ * pair sends and costs Redis is counted apart, one implementation at a time,
+ * because INFO counts everything between two readings.
  */
 export async function benchUncontended(url: string, admin: Redis, settings: UncontendedSettings, maxRatio: number): Promise<UncontendedResult> {
   const { runs, batch, warmupPairs } = settings;
   const contenders = new Map<ContenderId, Contender>();
   for (const id of UNCONTENDED) contenders.set(id, await createContender(id, url));
   const key = (id: ContenderId) => `bench:pair:${id}`;
-  const pairs = async (id: ContenderId, n: number, times?: number[]): Promise<void> => {
+  const pair = async (id: ContenderId): Promise<number> => {
     const contender = contenders.get(id)!;
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      const held = await contender.acquire(key(id));
-      if (!held) throw new Error(`${LABELS[id]}: an uncontended acquire gave up`);
-      await held.release();
-      times?.push(performance.now() - t0);
-    }
+    const t0 = performance.now();
+    const held = await contender.acquire(key(id));
+    if (!held) throw new Error(`${LABELS[id]}: an uncontended acquire gave up`);
+    await held.release();
+    return performance.now() - t0;
   };
-  const pings = async (n: number, times?: number[]): Promise<void> => {
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      await admin.ping();
-      times?.push(performance.now() - t0);
-    }
+  const ping = async (): Promise<number> => {
+    const t0 = performance.now();
+    await admin.ping();
+    return performance.now() - t0;
   };
-  for (const id of UNCONTENDED) await pairs(id, warmupPairs);
-  await pings(warmupPairs);
+  for (let i = 0; i < warmupPairs; i++) {
+    for (const id of UNCONTENDED) await pair(id);
+    await ping();
+  }
+
+  const requests: Record<string, Record<string, number>> = {};
+  const serverCommands: Record<string, Record<string, number>> = {};
+  const serverCpu: Record<string, number> = {};
+  for (const id of UNCONTENDED) {
+    const before = await counters(admin);
+    const sentBefore = new Map(sentCommands);
+    for (let i = 0; i < batch; i++) await pair(id);
+    const sent = sentSince(sentBefore);
+    const after = await counters(admin);
+    const perPair = (calls: Record<string, number>) => Object.fromEntries(Object.entries(calls).map(([name, n]) => [name, round(n / batch, 2)]));
+    requests[id] = perPair(Object.fromEntries(Object.entries(sent).filter(([name]) => !OVERHEAD.has(name))));
+    serverCommands[id] = perPair(commandsBetween(before, after));
+    serverCpu[id] = ((after.cpuMs - before.cpuMs) * 1_000) / batch;
+  }
 
   const times: Record<string, number[]> = Object.fromEntries(UNCONTENDED.map((id) => [id, [] as number[]]));
   const runP50: Record<string, number[]> = Object.fromEntries(UNCONTENDED.map((id) => [id, [] as number[]]));
   const pingTimes: number[] = [];
-  const requests: Record<string, Record<string, number>> = {};
-  const serverCommands: Record<string, Record<string, number>> = {};
-  const serverCpu: Record<string, number[]> = Object.fromEntries(UNCONTENDED.map((id) => [id, [] as number[]]));
   for (let r = 0; r < runs; r++) {
-    const line: string[] = [];
-    for (const id of rotation(UNCONTENDED, r)) {
-      const these: number[] = [];
-      const before = await counters(admin);
-      const sentBefore = new Map(sentCommands);
-      await pairs(id, batch, these);
-      const sent = sentSince(sentBefore);
-      const after = await counters(admin);
-      serverCpu[id]!.push(((after.cpuMs - before.cpuMs) * 1_000) / batch);
-      // Commands per pair, from the first run (the same every run: each is a fixed sequence).
-      if (r === 0) {
-        const perPair = (calls: Record<string, number>) => Object.fromEntries(Object.entries(calls).map(([name, n]) => [name, round(n / batch, 2)]));
-        requests[id] = perPair(Object.fromEntries(Object.entries(sent).filter(([name]) => !OVERHEAD.has(name))));
-        serverCommands[id] = perPair(commandsBetween(before, after));
-      }
-      times[id]!.push(...these);
-      runP50[id]!.push(median(these));
-      line.push(`${id} ${us(median(these))}`);
+    const these: Record<string, number[]> = Object.fromEntries(UNCONTENDED.map((id) => [id, [] as number[]]));
+    for (let i = 0; i < batch; i++) {
+      for (const id of rotation(UNCONTENDED, r * batch + i)) these[id]!.push(await pair(id));
+      pingTimes.push(await ping());
     }
-    await pings(batch, pingTimes);
-    log(`  run ${r + 1}/${runs}: ${line.join(', ')}; PING ${us(median(pingTimes.slice(-batch)))}`);
+    for (const id of UNCONTENDED) {
+      times[id]!.push(...these[id]!);
+      runP50[id]!.push(median(these[id]!));
+    }
+    log(`  run ${r + 1}/${runs}: ${UNCONTENDED.map((id) => `${id} ${us(median(these[id]!))}`).join(', ')}; PING ${us(median(pingTimes.slice(-batch)))}`);
   }
   for (const contender of contenders.values()) await contender.close();
 
@@ -108,7 +112,7 @@ export async function benchUncontended(url: string, admin: Redis, settings: Unco
     ratioToFloor,
     requestsPerPair: requests,
     serverCommandsPerPair: serverCommands,
-    serverCpuUsPerPair: Object.fromEntries(UNCONTENDED.map((id) => [id, round(median(serverCpu[id]!), 1)])),
+    serverCpuUsPerPair: Object.fromEntries(UNCONTENDED.map((id) => [id, round(serverCpu[id]!, 1)])),
     pingMs: roundSummary(summarize(pingTimes), 4),
     pass: ratioToFloor.ours!.median <= maxRatio,
   };

@@ -7,9 +7,9 @@
  *   node build/bench/redis.bench.js --quick   # short smoke run; writes build/bench/results-quick/
  *   node build/bench/redis.bench.js --only=ours,ring --rounds=6 --seconds=5 --trace   # contended diagnostics only
  *
- * 1. Uncontended: sequential acquire+release pairs in this process, every
- *    implementation in turn, batch by batch with the order rotated, over
- *    several runs; per-pair p50/p99 and the ratio to the raw floor
+ * 1. Uncontended: sequential acquire+release pairs in this process, one pair
+ *    of every implementation per round (the order rotated), over several
+ *    runs; per-pair p50/p99 and the ratio to the raw floor
  *    (SET NX PX + compare-and-delete: two round trips).
  * 2. Contended: 4 processes x 2 workers on one key, each holding it ~1 ms
  *    (`await setTimeout(1)`, the same for everyone), for 10 s; implementations
@@ -58,8 +58,8 @@ const PROFILE = flag('profile');
 const CUSTOM = QUICK || ONLY !== undefined || flag('rounds') !== undefined || flag('seconds') !== undefined || TRACE || PROFILE !== undefined;
 
 const config = {
-  /** Many short batches, so the variants interleave finely and share the machine's drifting load. */
-  uncontended: { runs: QUICK ? 5 : 15, batch: QUICK ? 120 : 240, warmupPairs: QUICK ? 200 : 1_000 },
+  /** Rounds of one pair per implementation, so they share the machine's drifting load. */
+  uncontended: { runs: QUICK ? 5 : 15, batch: QUICK ? 120 : 400, warmupPairs: QUICK ? 200 : 1_000 },
   contended: {
     processes: 4,
     workersPerProcess: 2,
@@ -132,7 +132,7 @@ async function main(): Promise<void> {
     }
 
     const u = config.uncontended;
-    log(`1. Uncontended acquire+release pairs, one process, sequential (${u.runs} runs x ${u.batch} pairs per implementation, order rotated)`);
+    log(`1. Uncontended acquire+release pairs, one process, sequential (${u.runs} runs x ${u.batch} rounds of one pair per implementation, order rotated)`);
     const uncontended = await benchUncontended(redis.url, admin, config.uncontended, TARGETS.uncontendedP50ToFloor);
     log();
 

@@ -176,6 +176,32 @@ describe('EtcdLockStore', () => {
     assert.equal(names.size, 1, 'a session reuses its name, so a busy lock leaves no trail of deleted keys');
   });
 
+  it('treats its own key, left by an earlier attempt of a single try, as its place: first in line it owns the lock, behind a holder it deletes it', async () => {
+    // etcd3 re-sends a request whose connection failed, and the first attempt
+    // may have been applied. The admin client plays that first attempt by
+    // putting the store's next name itself.
+    const key = `resent-${randomUUID()}`;
+    const store = open();
+    const first = request(key);
+    await grant(store, first);
+    const [entry] = await queueOf(key);
+    const name = entry?.key ?? '';
+    await store.release(key, first.owner);
+
+    await admin.put(name).value('');
+    const [earlier] = await queueOf(key);
+    const again = request(key);
+    assert.equal((await grant(store, again)).fencingToken, earlier?.createRevision, 'the earlier attempt\'s key holds the lock');
+    await store.release(key, again.owner);
+    assert.deepEqual(await queueOf(key), [], 'released');
+
+    await admin.put(`lock/${key}/holder`).value('');
+    await admin.put(name).value('');
+    assert.equal((await store.acquire(request(key))).acquired, false, 'busy: someone holds it');
+    assert.deepEqual((await queueOf(key)).map((row) => row.key), [`lock/${key}/holder`], 'the key behind the holder was deleted');
+    await admin.delete().key(`lock/${key}/holder`);
+  });
+
   it('gives concurrent acquisitions of one lock in one store names of their own', async () => {
     const key = `slots-${randomUUID()}`;
     const store = open();

@@ -17,6 +17,12 @@ import { LuaScript } from './lua-script.js';
  * Queue entries expire on the server's clock (TIME), so a waiter that died or
  * lost its connection drops out by itself: it must refresh its entry before
  * `expiresAt`. The queue's two keys expire with their longest-lived entry.
+ *
+ * Acquire and release first try the uncontended case (no queue) and return
+ * before the helpers below are defined: Redis builds a script's local
+ * functions anew on every call, which measured 1.6 µs a call, and a table
+ * reply costs about 1 µs more than a number. The uncontended pair is the
+ * one whose cost the benchmark holds against plain SET NX.
  */
 
 /** Helpers shared by the per-lock scripts. */
@@ -76,20 +82,25 @@ end
  * A free lock with a live waiter ahead is handed to that waiter on the way,
  * so whoever notices first that a lease ran out serves the queue in order.
  *
- * ARGV: owner, ttl (ms), life (ms an entry lives unrefreshed; 0 = one try), channel
- * Returns {1, token}: granted by this call
+ * ARGV: owner, ttl (ms), life (ms an entry lives unrefreshed; 0 = one try),
+ *       channel (only when life > 0)
+ * Returns token: granted by this call, nobody queued
+ *         {1, token}: granted by this call, ahead of the queue
  *         {2, token}: already held by this owner (handed over earlier)
  *         {0, pttl, fence}: busy; pttl = the holder's remaining lease, fence = the counter now
  */
 export const ACQUIRE = new LuaScript(
   'acquire',
-  `${QUEUE_HELPERS}
+  `
+if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+${QUEUE_HELPERS}
 local owner, ttl, life = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local holder = redis.call('GET', KEYS[1])
 if holder == owner then return {2, fence()} end
 local now
 if not holder then
-  if redis.call('EXISTS', KEYS[3]) == 0 then return {1, grant(owner, ttl)} end
   now = clock()
   local first, firstTtl, channel = head(now)
   if not first or first == owner then
@@ -119,10 +130,13 @@ return {0, redis.call('PTTL', KEYS[1]), fence()}
  */
 export const RELEASE = new LuaScript(
   'release',
-  `${QUEUE_HELPERS}
+  `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-serve()
+if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
+${QUEUE_HELPERS}
+local first, ttl, channel = head(clock())
+if first then hand(first, ttl, channel) end
 return 1
 `,
 );

@@ -157,11 +157,12 @@ export class RedisLockStore implements LockStore {
   }
 
   private async tryAcquire(keys: LockKeys, request: AcquireRequest, life: number): Promise<AcquireReply> {
-    const args = [request.owner, leaseArg(request.ttl), life, this.wake.name];
+    const ttl = leaseArg(request.ttl);
+    const args = life > 0 ? [request.owner, ttl, life, this.wake.name] : [request.owner, ttl, 0];
     const work = ACQUIRE.run(this.client, keys, args);
     let reply;
     try {
-      reply = (await this.call(work, 'acquire', request.key)) as number[];
+      reply = (await this.call(work, 'acquire', request.key)) as number | number[];
     } catch (error) {
       // Timed out or cut off, the script may still have run or run later:
       // once it has, leave, so a lock granted to nobody is passed on at once.
@@ -169,6 +170,7 @@ export class RedisLockStore implements LockStore {
       work.then(leave, leave).catch(() => {});
       throw error;
     }
+    if (typeof reply === 'number') return { kind: 'granted', token: reply };
     const [kind = 0, value = 0, fence = 0] = reply;
     if (kind === 1) return { kind: 'granted', token: value };
     if (kind === 2) return { kind: 'held', token: value };
