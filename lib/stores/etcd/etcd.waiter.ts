@@ -31,11 +31,11 @@ export interface WaiterBackend {
 
 type State = 'waiting' | 'leaving' | 'done';
 
-/** The watches on the predecessor: usually one, two when the first may be lagging (see {@link Waiter}). */
+/** The watch on the predecessor (see {@link Waiter}). */
 interface Watching {
   readonly key: string;
-  readonly ids: string[];
-  /** The revision the first watch started after. */
+  listener?: WatchListener;
+  /** The revision after which every event of the key reaches the listener; 0 until etcd confirmed the watch. */
   since: number;
   /** True once a second watch was asked for. */
   hedged: boolean;
@@ -66,9 +66,10 @@ interface Watching {
  * re-reads the keys ahead: one round trip, never a wrong answer.
  *
  * **Watching from now.** A watch starts at the revision etcd is at when it
- * is created (see etcd.watch-hub.ts for why never in the past). If that is
- * later than the revision `ahead` is exact at, the predecessor may have gone
- * in between, so the waiter re-reads once.
+ * is created (see etcd.watch-hub.ts for why never in the past), or earlier
+ * when the store already watches that name. If that is later than the
+ * revision `ahead` is exact at, the predecessor may have gone in between,
+ * so the waiter re-reads once.
  *
  * **A lagging watch.** etcd 3.4 turns start revision 0 into "the revision
  * it read + 1" and then registers the watch; if a write lands in between,
@@ -77,7 +78,9 @@ interface Watching {
  * hand-off by up to that much. When the watch started after a write the
  * waiter has not seen (the case that makes it re-read), it asks for a second
  * watch on the predecessor alongside the re-read, a round trip after the
- * first; both lagging is rare, and events from either count.
+ * first; both lagging is rare, and events from either count. A watch the
+ * store already had running is past that risk, which is why the hub keeps
+ * watches a while for the next waiter on the same name.
  *
  * **Losing its key.** If the session ends, or the key disappears (found by
  * the store's audit), the waiter joins again at the back with a new key.
@@ -193,14 +196,15 @@ export class Waiter {
         const predecessor = this.predecessor();
         if (this.watching?.key !== predecessor) {
           this.stopWatching();
-          const watching: Watching = { key: predecessor, ids: [], since: 0, hedged: false };
+          const watching: Watching = { key: predecessor, since: 0, hedged: false };
+          const listener = this.listener(watching);
+          watching.listener = listener;
           this.watching = watching;
-          const { id, revision } = await this.backend.hub.create(Buffer.from(predecessor, 'latin1'), this.listener(watching));
+          const revision = await this.backend.hub.watch(Buffer.from(predecessor, 'latin1'), listener);
           if (this.watching !== watching) {
-            this.backend.hub.cancel(id);
+            this.backend.hub.unwatch(predecessor, listener); // stopped while the watch started
             continue;
           }
-          watching.ids.push(id);
           watching.since = revision;
           if (this.state !== 'waiting') return;
           // Events on the predecessor before `revision` were not watched.
@@ -232,12 +236,9 @@ export class Waiter {
    */
   private hedge(): void {
     const watching = this.watching;
-    if (!watching || watching.hedged || watching.ids.length === 0 || watching.since <= this.knownAt || !this.ahead.has(watching.key)) return;
+    if (!watching || watching.hedged || watching.since === 0 || watching.since <= this.knownAt || !this.ahead.has(watching.key)) return;
     watching.hedged = true;
-    this.backend.hub.create(Buffer.from(watching.key, 'latin1'), this.listener(watching)).then(
-      ({ id }) => (this.watching === watching ? watching.ids.push(id) : this.backend.hub.cancel(id)),
-      () => {}, // the stream broke: the first watch reports it
-    );
+    this.backend.hub.hedge(watching.key);
   }
 
   private listener(watching: Watching): WatchListener {
@@ -308,6 +309,6 @@ export class Waiter {
   private stopWatching(): void {
     const watching = this.watching;
     this.watching = undefined;
-    for (const id of watching?.ids ?? []) this.backend.hub.cancel(id);
+    if (watching?.listener) this.backend.hub.unwatch(watching.key, watching.listener);
   }
 }
