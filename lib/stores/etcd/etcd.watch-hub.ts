@@ -34,6 +34,8 @@ interface KeyWatch {
   readonly recent: IEvent[];
   /** When the last listener left (while in `idle`). */
   idleSince: number;
+  /** True once a second watch was asked for. */
+  hedged: boolean;
 }
 
 /**
@@ -120,7 +122,8 @@ export class WatchHub {
    */
   hedge(key: string): void {
     const watch = this.byKey.get(key);
-    if (!watch || watch.ids.length > 1) return;
+    if (!watch || watch.hedged) return;
+    watch.hedged = true;
     void this.open().then((stream) => this.byKey.get(key) === watch && this.request(stream, watch), () => {});
   }
 
@@ -137,7 +140,7 @@ export class WatchHub {
     let settle: KeyWatch['settle'];
     const confirmed = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
     confirmed.catch(() => {}); // a watch whose listeners all left may be refused with nobody awaiting it
-    const watch: KeyWatch = { key, text, ids: [], listeners: new Set(), confirmed, settle, complete: 0, recent: [], idleSince: 0 };
+    const watch: KeyWatch = { key, text, ids: [], listeners: new Set(), confirmed, settle, complete: 0, recent: [], idleSince: 0, hedged: false };
     this.byKey.set(text, watch);
     this.request(stream, watch);
     return watch;
@@ -151,15 +154,15 @@ export class WatchHub {
     this.send(stream, { create_request: { key: watch.key, watch_id: id } });
   }
 
-  /** Stops a watch in etcd and here; its listeners (if any) are told it broke. */
-  private cancel(watch: KeyWatch, reason?: Error): void {
+  /** Stops a watch in etcd (but for `gone`, which etcd already dropped) and here; its listeners (if any) are told it broke. */
+  private cancel(watch: KeyWatch, reason?: Error, gone?: string): void {
     if (this.byKey.get(watch.text) !== watch) return;
     this.byKey.delete(watch.text);
     this.idle.delete(watch);
     for (const id of watch.ids) {
       this.byId.delete(id);
       // An id not confirmed yet is cancelled by `confirmed` once etcd knows it.
-      if (!this.creating.includes(id)) this.sendLater({ cancel_request: { watch_id: id } });
+      if (id !== gone && !this.creating.includes(id)) this.sendLater({ cancel_request: { watch_id: id } });
     }
     this.broken(watch, reason ?? new Error('the watch was cancelled'));
   }
@@ -220,7 +223,7 @@ export class WatchHub {
     const watch = this.byId.get(response.watch_id);
     if (!watch) return; // cancelled by us, or the progress report (watch_id -1)
     if (response.canceled) {
-      this.cancel(watch, new Error(`etcd cancelled the watch: ${response.cancel_reason || 'no reason given'}`));
+      this.cancel(watch, new Error(`etcd cancelled the watch: ${response.cancel_reason || 'no reason given'}`), response.watch_id);
       return;
     }
     for (const event of response.events) {
@@ -244,7 +247,7 @@ export class WatchHub {
     }
     if (response.canceled) {
       if (watch.ids[0] === id) {
-        this.cancel(watch, new Error(`etcd refused the watch: ${response.cancel_reason || 'no reason given'}`));
+        this.cancel(watch, new Error(`etcd refused the watch: ${response.cancel_reason || 'no reason given'}`), id);
       } else {
         this.byId.delete(id); // a hedge: the first watch still serves
         watch.ids.splice(watch.ids.indexOf(id), 1);
