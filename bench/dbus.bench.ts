@@ -301,7 +301,6 @@ async function benchUncontended(address: string, locks: LockService, store: Dbus
   };
 }
 
-
 // ---------------------------------------------------------------- 2. contended
 
 interface ContendedRun {

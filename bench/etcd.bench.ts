@@ -37,7 +37,7 @@ import { EtcdCluster } from '../test/support/etcd-cluster.js';
 import { renderChart } from './support/chart.js';
 import { LABELS, SHORT, createTaker, type ContenderId, type Taker } from './support/etcd-contenders.js';
 import { environment, repoRoot, versionOf } from './support/env.js';
-import { log, rotation, table } from './support/report.js';
+import { log, mark, rotation, table } from './support/report.js';
 import { fmt, median, quantile, round, roundSummary, summarize, type Summary } from './support/stats.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -96,30 +96,33 @@ async function benchUncontended(hosts: string[]): Promise<UncontendedSummary[]> 
   try {
     for (let i = 0; i < warmupRounds; i++) for (const id of UNCONTENDED) await pair(takers.get(id) as Taker, `bench/warmup/${id}`);
     for (let run = 0; run < runs; run++) {
-      const spent = new Map<ContenderId, number>(UNCONTENDED.map((id) => [id, 0]));
+      const these = new Map<ContenderId, number[]>(UNCONTENDED.map((id) => [id, []]));
       for (let i = 0; i < rounds; i++) {
-        for (const id of rotation(UNCONTENDED, run * rounds + i)) {
-          const ms = await pair(takers.get(id) as Taker, `bench/uncontended/${id}`);
-          perPair.get(id)?.push(ms);
-          spent.set(id, (spent.get(id) as number) + ms);
-        }
+        for (const id of rotation(UNCONTENDED, run * rounds + i)) these.get(id)?.push(await pair(takers.get(id) as Taker, `bench/uncontended/${id}`));
       }
-      for (const id of UNCONTENDED) rates.get(id)?.push(rounds / ((spent.get(id) as number) / 1_000));
-      log(`  run ${run + 1}/${runs}: ${UNCONTENDED.map((id) => `${LABELS[id]} ${fmt(rounds / ((spent.get(id) as number) / 1_000))}`).join(' | ')} pairs/s`);
+      const line: string[] = [];
+      for (const id of UNCONTENDED) {
+        const times = these.get(id) as number[];
+        const rate = rounds / (times.reduce((a, b) => a + b, 0) / 1_000);
+        rates.get(id)?.push(rate);
+        perPair.get(id)?.push(...times);
+        line.push(`${LABELS[id]} ${fmt(rate)}`);
+      }
+      log(`  run ${run + 1}/${runs}: ${line.join(' | ')} pairs/s`);
     }
   } finally {
     for (const taker of takers.values()) await taker.close();
   }
   const raw = rates.get('raw') as number[];
   return UNCONTENDED.map((id) => {
-    const runsPairsPerSec = (rates.get(id) as number[]).map((rate) => Math.round(rate));
+    const perRun = rates.get(id) as number[];
     return {
       id,
       label: LABELS[id],
-      runsPairsPerSec,
-      medianPairsPerSec: Math.round(median(rates.get(id) as number[])),
+      runsPairsPerSec: perRun.map((rate) => Math.round(rate)),
+      medianPairsPerSec: Math.round(median(perRun)),
       perPairMs: roundSummary(summarize(perPair.get(id) as number[]), 2),
-      vsRaw: round(median((rates.get(id) as number[]).map((rate, run) => rate / (raw[run] as number))), 3),
+      vsRaw: round(median(perRun.map((rate, run) => rate / (raw[run] as number))), 3),
     };
   });
 }
@@ -272,7 +275,7 @@ function print(result: TopologyResult): void {
     ]),
   );
   log(`\n${result.topology}: targets`);
-  for (const [name, { value, target, pass }] of Object.entries(result.verdict)) log(`  ${pass ? 'PASS' : 'MISS'}  ${name}: ${value} (${target})`);
+  for (const [name, { value, target, pass }] of Object.entries(result.verdict)) log(`  ${mark(pass)}  ${name}: ${value} (${target})`);
 }
 
 const COLORS: Record<ContenderId, string> = {

@@ -71,13 +71,13 @@ export async function benchUncontended(url: string, admin: Redis, settings: Unco
   const requests: Record<string, Record<string, number>> = {};
   const serverCommands: Record<string, Record<string, number>> = {};
   const serverCpu: Record<string, number> = {};
+  const perPair = (calls: Record<string, number>) => Object.fromEntries(Object.entries(calls).map(([name, n]) => [name, round(n / batch, 2)]));
   for (const id of UNCONTENDED) {
     const before = await counters(admin);
     const sentBefore = new Map(sentCommands);
     for (let i = 0; i < batch; i++) await pair(id);
     const sent = sentSince(sentBefore);
     const after = await counters(admin);
-    const perPair = (calls: Record<string, number>) => Object.fromEntries(Object.entries(calls).map(([name, n]) => [name, round(n / batch, 2)]));
     requests[id] = perPair(Object.fromEntries(Object.entries(sent).filter(([name]) => !OVERHEAD.has(name))));
     serverCommands[id] = perPair(commandsBetween(before, after));
     serverCpu[id] = ((after.cpuMs - before.cpuMs) * 1_000) / batch;

@@ -71,7 +71,7 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
     const cluster = await EtcdCluster.start({ members: 1 });
     const [member] = cluster.members;
     return {
-      url: etcdUrl(cluster),
+      url: cluster.storeUrl,
       fencing: true,
       // The session ttl, the election timeout etcd adds when a restarted
       // member leads again, its 500 ms expiry loop, and slack.
@@ -109,7 +109,7 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
       await cluster.restart(victim);
     };
     return {
-      url: etcdUrl(cluster),
+      url: cluster.storeUrl,
       fencing: true,
       deathMargin: 10_500,
       leaseResets: ['kill-leader', 'kill-follower'],
@@ -145,8 +145,3 @@ export const targets: Record<string, (ttl: number) => Promise<Target>> = {
     };
   },
 };
-
-/** The LOCK_STORE url of a cluster: etcd://host:port[,host:port...]. */
-function etcdUrl(cluster: EtcdCluster): string {
-  return `etcd://${cluster.hosts.map((host) => host.replace(/^http:\/\//, '')).join(',')}`;
-}

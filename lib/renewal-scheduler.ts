@@ -25,10 +25,6 @@ export class RenewalScheduler {
     this.timer = new EarliestTimer(clock, () => this.tick());
   }
 
-  get size(): number {
-    return this.locks.size;
-  }
-
   /** All locks still held, for release at shutdown. */
   held(): LockHandle[] {
     return [...this.locks];

@@ -9,7 +9,7 @@ export const repoRoot = new URL('../../../', import.meta.url);
 export function versionOf(pkg: string): string {
   try {
     const json = JSON.parse(readFileSync(new URL(`node_modules/${pkg}/package.json`, repoRoot), 'utf8')) as { version?: string };
-    return json.version ?? 'unknown';
+    return (json.version ?? 'unknown').replace(/^v/, ''); // redlock's package.json says "v5.0.0-beta.2"
   } catch {
     return 'not installed';
   }

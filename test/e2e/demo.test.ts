@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { runDemo, type DemoRun } from '../support/demo.js';
+import { runDemo } from '../support/demo.js';
+import type { NodeRun } from '../support/run-node.js';
 
 /** The rows of the cron table: tick, instance(s) that ran it, fence(s), skipped. */
 function tickRows(output: string): string[][] {
@@ -11,7 +12,7 @@ function tickRows(output: string): string[][] {
 }
 
 describe('npm run demo on the embedded store', () => {
-  let run: DemoRun;
+  let run: NodeRun;
   before(async () => {
     run = await runDemo({ LOCK_STORE: '' });
   });

@@ -86,9 +86,7 @@ describe('every bad input, against every store', () => {
     await admin.config('SET', 'requirepass', 'matrix-password');
     admin.disconnect();
     etcd = await EtcdCluster.start();
-    for (const command of [['user', 'add', 'root', '--new-user-password=matrix-password'], ['user', 'grant-role', 'root', 'root'], ['auth', 'enable']]) {
-      await etcd.etcdctl(...command);
-    }
+    await etcd.enableAuth('matrix-password');
   });
   after(async () => {
     await redis?.stop();

@@ -141,7 +141,7 @@ describe('EtcdLockStore on a 3-node cluster', () => {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     const [app] = await apps(1);
     try {
-      await waitFor(() => lines.some((line) => line.event === 'held'), 15_000, `the child holds the lock (output: ${output})`);
+      await waitFor(() => lines.some((line) => line.event === 'held'), 15_000, () => `the child holds the lock (output: ${output})`);
       const childToken = Number(lines.find((line) => line.event === 'acquired')?.token);
       const waiting = app?.get(LockService).acquire(key, { wait: '20s' });
       child.kill('SIGSTOP');
@@ -149,7 +149,7 @@ describe('EtcdLockStore on a 3-node cluster', () => {
       const lock = await waiting;
       const acquiredAt = Date.now();
       child.kill('SIGCONT');
-      await waitFor(() => lines.some((line) => line.event === 'lost'), 10_000, `the child reported the loss (output: ${output})`);
+      await waitFor(() => lines.some((line) => line.event === 'lost'), 10_000, () => `the child reported the loss (output: ${output})`);
       const held = lines.filter((line) => line.event === 'held');
       const lastDeadline = Math.max(...held.map((line) => Number(line.deadline)));
       const lost = lines.find((line) => line.event === 'lost');

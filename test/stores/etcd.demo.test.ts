@@ -11,7 +11,7 @@ describe('npm run demo on the etcd store', () => {
   after(() => etcd.stop());
 
   it('runs one instance per cron tick and serialises payments with LOCK_STORE=etcd://', async () => {
-    const { code, output } = await runDemo({ LOCK_STORE: `etcd://${etcd.hosts[0]?.replace(/^http:\/\//, '')}` });
+    const { code, output } = await runDemo({ LOCK_STORE: etcd.storeUrl });
     assert.equal(code, 0, output);
     assert.match(output, /etcd store/);
     assert.match(output, /^OK: 1 runner per tick, same-id payments serialized, different ids in parallel$/m);

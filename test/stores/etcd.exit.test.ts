@@ -9,6 +9,7 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { ManualClock } from 'nestjs-distributed-lock/testing';
 import { EtcdCluster } from '../support/etcd-cluster.js';
+import { waitFor } from '../support/wait-for.js';
 
 /** A keepalive stream as etcd3 hands it out: it answers every keepalive at once. */
 class FakeKeepAliveStream extends EventEmitter {
@@ -133,13 +134,15 @@ describe('EtcdLockStore on a real member, for an application that must exit', ()
     // 'close' comes after the last line of output, unlike 'exit'.
     const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
     /** Waits, bounded, for the child to report `event` after its first `since` lines; fails with everything it said. */
-    const told = async (event: string, since = 0, within = 20_000) => {
-      const until = performance.now() + within;
-      while (!events.slice(since).some((line) => line.event === event)) {
-        if (performance.now() > until || proc.exitCode !== null) throw new Error(`the application did not report "${event}"; it said:\n${output}`);
-        await sleep(10);
-      }
-    };
+    const told = (event: string, since = 0, within = 20_000) =>
+      waitFor(
+        () => {
+          if (proc.exitCode !== null) throw new Error(`the application exited before reporting "${event}"; it said:\n${output}`);
+          return events.slice(since).some((line) => line.event === event);
+        },
+        within,
+        () => `the application reporting "${event}" (it said:\n${output})`,
+      );
     try {
       await told('ready');
       for (let restart = 0; restart < 2; restart++) {

@@ -30,7 +30,7 @@ describe('LockModule on an EtcdLockStore', () => {
   });
 
   it('lets a process that used the store and closed the application exit by itself', async () => {
-    const { code, output } = await runExitChild([`etcd://${etcd.hosts.map((host) => host.replace(/^http:\/\//, '')).join(',')}`, '--close']);
+    const { code, output } = await runExitChild([etcd.storeUrl, '--close']);
     assert.equal(code, 0, output);
     assert.match(output, /done/);
   });

@@ -29,15 +29,13 @@ const attempt = { key: 'k', owner: 'o', ttl: 1000, wait: 0, onLost() {} };
  */
 async function enableAuth(etcd: EtcdCluster): Promise<void> {
   const commands = [
-    ['user', 'add', 'root', `--new-user-password=${ROOT_PASSWORD}`],
-    ['user', 'grant-role', 'root', 'root'],
     ['role', 'add', 'locks'],
     ['role', 'grant-permission', 'locks', 'readwrite', '--prefix=true', 'lock/'],
     ['user', 'add', 'locker', `--new-user-password=${PASSWORD}`],
     ['user', 'grant-role', 'locker', 'locks'],
-    ['auth', 'enable'],
   ];
   for (const command of commands) await etcd.etcdctl(...command);
+  await etcd.enableAuth(ROOT_PASSWORD);
 }
 
 /** Everything an error shows a logger that prints all its properties, its cause included. */
@@ -92,7 +90,7 @@ describe('EtcdLockStore as a least-privilege etcd user', () => {
       ['user', 'add', 'reader', `--new-user-password=${PASSWORD}`],
       ['user', 'grant-role', 'reader', 'read-locks'],
     ];
-    for (const command of commands) await etcd.etcdctl('--user', `root:${ROOT_PASSWORD}`, ...command);
+    for (const command of commands) await etcd.etcdctl(...command);
     const store = new EtcdLockStore({ hosts: etcd.hosts, auth: { username: 'reader', password: PASSWORD }, dialTimeout: 2_000 });
     try {
       await assert.rejects(store.acquire(attempt), (error: unknown) => {

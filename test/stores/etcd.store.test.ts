@@ -5,6 +5,7 @@ import { Etcd3 } from 'etcd3';
 import { InvalidLockOptionError, LockStoreError, type AcquireRequest, type AcquireResult } from 'nestjs-distributed-lock';
 import { EtcdLockStore, type EtcdLockStoreOptions } from 'nestjs-distributed-lock/etcd';
 import { EtcdCluster } from '../support/etcd-cluster.js';
+import { grant, request as storeRequest } from '../support/store-requests.js';
 import { waitFor } from '../support/wait-for.js';
 
 // Raft timing that lets etcd grant 1 s leases (its minimum is 1.5 election
@@ -38,24 +39,13 @@ interface Losses {
   readonly at: number[];
 }
 
+/** A store request whose losses, if any, go into `losses`. */
 function request(key: string, overrides: Partial<AcquireRequest> = {}, losses?: Losses): AcquireRequest {
-  return {
-    key,
-    owner: randomUUID(),
-    ttl: 30_000,
-    wait: 0,
-    onLost: (reason) => {
-      losses?.reasons.push(reason);
-      losses?.at.push(performance.now());
-    },
-    ...overrides,
+  const onLost: AcquireRequest['onLost'] = (reason) => {
+    losses?.reasons.push(reason);
+    losses?.at.push(performance.now());
   };
-}
-
-async function grant(store: EtcdLockStore, req: AcquireRequest): Promise<Extract<AcquireResult, { acquired: true }>> {
-  const result = await store.acquire(req);
-  assert.equal(result.acquired, true, `expected ${req.key} to be granted to ${req.owner}`);
-  return result as Extract<AcquireResult, { acquired: true }>;
+  return storeRequest(key, { onLost, ...overrides });
 }
 
 /** The keys under a lock's prefix (default key prefix, keys without '%' or '/'), in queue order. */

@@ -11,7 +11,7 @@ import { RedisLockStore, type RedisLockStoreOptions } from 'nestjs-distributed-l
 import { createTestApp } from '../support/app.js';
 import { RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
-import { request } from '../support/store-requests.js';
+import { grant, request } from '../support/store-requests.js';
 
 const holderChild = fileURLToPath(new URL('../support/redis-holder-child.js', import.meta.url));
 
@@ -135,7 +135,7 @@ describe('RedisLockStore when Redis fails', () => {
     const key = `paused-release:${randomUUID()}`;
     const ttl = 3_000;
     const held = request(key, { ttl });
-    assert.equal((await holding.acquire(held)).acquired, true);
+    await grant(holding, held);
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
@@ -184,8 +184,7 @@ describe("RedisLockStore when a waiter's own connections drop", () => {
     const waiter = store(redis.url, { redisOptions: { connectionName: name } });
     const key = `own-connection:${randomUUID()}`;
     const held = request(key);
-    const holderGrant = await holding.acquire(held);
-    assert.equal(holderGrant.acquired, true);
+    const holderGrant = await grant(holding, held);
     const settled: { at?: number } = {};
     const result: Promise<AcquireResult> = waiter.acquire(request(key, { wait: 10_000 })).finally(() => (settled.at = performance.now()));
     await waitFor(async () => (await admin.zcard(`lock:{${key}}:queue`)) === 1, 2_000, 'waiter queued');
@@ -195,7 +194,7 @@ describe("RedisLockStore when a waiter's own connections drop", () => {
       assert.equal(await holding.release(key, held.owner), true);
       return released;
     };
-    return { result, settled, release, holderToken: holderGrant.acquired ? holderGrant.fencingToken : 0 };
+    return { result, settled, release, holderToken: holderGrant.fencingToken };
   }
 
   it('gets the lock when both its connections are cut and the holder releases before they are back', async () => {

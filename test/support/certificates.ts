@@ -5,7 +5,6 @@ import { join } from 'node:path';
 
 /** PEM files for a TLS test server on 127.0.0.1, in a temporary folder. */
 export interface TestCertificates {
-  readonly dir: string;
   /** The CA that signed the server's certificate: what a client must trust. */
   readonly caFile: string;
   readonly certFile: string;
@@ -27,7 +26,6 @@ export function makeCertificates(name: string): TestCertificates {
   writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
   openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'san.ext');
   return {
-    dir,
     caFile: join(dir, 'ca.crt'),
     certFile: join(dir, 'server.crt'),
     keyFile: join(dir, 'server.key'),

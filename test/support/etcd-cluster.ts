@@ -57,6 +57,9 @@ export class EtcdCluster {
     private readonly tls?: ClusterTls,
   ) {}
 
+  /** `--user` of every etcdctl call once auth is on (see `enableAuth`). */
+  private signIn?: string;
+
   static async start(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
     const size = options.members ?? 1;
     const timing = options.timing ?? { heartbeat: 100, election: 1_000 };
@@ -84,6 +87,11 @@ export class EtcdCluster {
   /** Client URLs of every member, for `hosts`. */
   get hosts(): string[] {
     return this.members.map((member) => member.clientUrl);
+  }
+
+  /** The cluster as a LOCK_STORE url of the sample app and the checker: etcd://host:port[,host:port...] (plain http only). */
+  get storeUrl(): string {
+    return `etcd://${this.hosts.map((host) => host.replace(/^http:\/\//, '')).join(',')}`;
   }
 
   /** The member that leads now, asked of the running members. */
@@ -131,11 +139,18 @@ export class EtcdCluster {
   }
 
   /**
-   * Runs etcdctl against the running members (for tests that act as an
-   * operator: delete a key, revoke a lease). Once a test enables auth, pass
-   * `--user root:…` here; `untilHealthy` and `restart` then fail, since
-   * etcd answers their unauthenticated health check "user name is empty".
+   * Turns authentication on, with a root user of password `rootPassword`;
+   * every etcdctl call of this cluster then signs in as root (without it,
+   * etcd answers even the health check "user name is empty").
    */
+  async enableAuth(rootPassword: string): Promise<void> {
+    await this.etcdctl('user', 'add', 'root', `--new-user-password=${rootPassword}`);
+    await this.etcdctl('user', 'grant-role', 'root', 'root');
+    await this.etcdctl('auth', 'enable');
+    this.signIn = `root:${rootPassword}`;
+  }
+
+  /** Runs etcdctl against the running members (for tests that act as an operator: delete a key, revoke a lease). */
   async etcdctl(...args: string[]): Promise<string> {
     const { stdout } = await this.ctl(args, 10_000);
     return stdout;
@@ -144,7 +159,8 @@ export class EtcdCluster {
   /** etcdctl against the running members, trusting the test CA when they serve TLS. */
   private ctl(args: string[], timeout: number): Promise<{ stdout: string }> {
     const trust = this.tls ? ['--cacert', this.tls.caFile] : [];
-    return run('etcdctl', ['--endpoints', this.endpoints().join(','), ...trust, ...args], { timeout });
+    const user = this.signIn ? ['--user', this.signIn] : [];
+    return run('etcdctl', ['--endpoints', this.endpoints().join(','), ...trust, ...user, ...args], { timeout });
   }
 
   private endpoints(): string[] {

@@ -15,16 +15,12 @@ process.on('exit', () => {
 
 /** What a forced fail-over did, with `performance.now()` readings. */
 export interface Failover {
-  /** The promoted replica, master now. */
-  readonly master: RedisServer;
-  /** The former master. */
-  readonly old: RedisServer;
   /** When `SENTINEL FAILOVER` was sent. */
   readonly sentAt: number;
   /** When the sentinel first named the new master and it answered as one. */
   readonly promotedAt: number;
-  /** With `untilDemoted`: when the old master was in sync as the new one's replica. */
-  readonly demotedAt?: number;
+  /** When the old master was in sync as the new one's replica. */
+  readonly demotedAt: number;
 }
 
 /**
@@ -101,13 +97,13 @@ export class RedisSentinel {
    * Forces a fail-over (`SENTINEL FAILOVER`) once the replica has every write
    * the master acknowledged so far (a write, then `WAIT 1`: replication is in
    * order, so the replica then has all earlier writes too). Resolves once the
-   * sentinel names the replica as master and it answers as one, and, with
-   * `untilDemoted`, once the old master is the new one's replica and in sync.
+   * sentinel names the replica as master and it answers as one, and the old
+   * master is the new one's replica and in sync.
    * The sentinel demotes it (and drops its clients) only when it next looks
    * at it, about 10s after the switch with Redis 7.0; until then the old
    * master takes the writes of every client still connected to it.
    */
-  async failover({ untilDemoted = false, within = 30_000 } = {}): Promise<Failover> {
+  async failover(within = 30_000): Promise<Failover> {
     const old = await this.master();
     const next = await this.replica();
     // A replica the sentinel last saw down (a test stopped it), or that it
@@ -125,9 +121,8 @@ export class RedisSentinel {
     await this.admin.call('SENTINEL', 'FAILOVER', this.name);
     await waitFor(async () => (await this.master()) === next && (await role(next)) === 'master', within, 'the sentinel promoted the replica');
     const promotedAt = performance.now();
-    if (!untilDemoted) return { master: next, old, sentAt, promotedAt };
     await this.untilInSync(old, within);
-    return { master: next, old, sentAt, promotedAt, demotedAt: performance.now() };
+    return { sentAt, promotedAt, demotedAt: performance.now() };
   }
 
   /** Ends the sentinel and both servers, and removes their folders. */

@@ -37,8 +37,6 @@ interface Watching {
   listener?: WatchListener;
   /** The revision after which every event of the key reaches the listener; 0 until etcd confirmed the watch. */
   since: number;
-  /** True once a second watch was asked for. */
-  hedged: boolean;
 }
 
 /**
@@ -196,7 +194,7 @@ export class Waiter {
         const predecessor = this.predecessor();
         if (this.watching?.key !== predecessor) {
           this.stopWatching();
-          const watching: Watching = { key: predecessor, since: 0, hedged: false };
+          const watching: Watching = { key: predecessor, since: 0 };
           const listener = this.listener(watching);
           watching.listener = listener;
           this.watching = watching;
@@ -236,9 +234,8 @@ export class Waiter {
    */
   private hedge(): void {
     const watching = this.watching;
-    if (!watching || watching.hedged || watching.since === 0 || watching.since <= this.knownAt || !this.ahead.has(watching.key)) return;
-    watching.hedged = true;
-    this.backend.hub.hedge(watching.key);
+    if (!watching || watching.since === 0 || watching.since <= this.knownAt || !this.ahead.has(watching.key)) return;
+    this.backend.hub.hedge(watching.key); // at most once per watch
   }
 
   private listener(watching: Watching): WatchListener {

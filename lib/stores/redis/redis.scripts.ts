@@ -66,7 +66,6 @@ end
 
 -- The lock is free: hand it to the longest live waiter, if any.
 local function serve()
-  if redis.call('EXISTS', KEYS[3]) == 0 then return end
   local first, ttl, channel = head(clock())
   if first then hand(first, ttl, channel) end
 end
@@ -135,8 +134,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
 ${QUEUE_HELPERS}
-local first, ttl, channel = head(clock())
-if first then hand(first, ttl, channel) end
+serve()
 return 1
 `,
 );
@@ -159,7 +157,7 @@ if holder == ARGV[1] then
   holder = false
 end
 dequeue(ARGV[1])
-if not holder then serve() end
+if not holder and redis.call('EXISTS', KEYS[3]) == 1 then serve() end
 return {0, redis.call('PTTL', KEYS[1])}
 `,
 );
