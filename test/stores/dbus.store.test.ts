@@ -138,6 +138,7 @@ describe('DbusLockStore', () => {
     assert.throws(() => new DbusLockStore({ address: 'not-an-address' }), /use a D-Bus address such as 'unix:path=/);
     assert.throws(() => new DbusLockStore({ address: bus.address, maxConnections: 0 }), /maxConnections: 0; use a whole number from 1 to 1000/);
     assert.throws(() => new DbusLockStore({ address: bus.address, timeout: -1 }), /timeout: -1/);
+    assert.throws(() => new DbusLockStore({ address: bus.address, timeout: 2 ** 31 }), /timeout: 2147483648; .*at most 2147483647/);
     assert.throws(() => new DbusLockStore({ address: bus.address, ttl: 5 } as never), /option "ttl": 5; remove it/);
     const session = process.env.DBUS_SESSION_BUS_ADDRESS;
     delete process.env.DBUS_SESSION_BUS_ADDRESS;

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { LockStoreError } from 'nestjs-distributed-lock';
+import { InvalidLockOptionError, LockStoreError } from 'nestjs-distributed-lock';
 import { RedisLockStore, type RedisLockStoreOptions } from 'nestjs-distributed-lock/redis';
 import { freePort } from '../support/free-port.js';
 import { RedisServer } from '../support/redis-server.js';
@@ -201,6 +201,21 @@ describe('RedisLockStore', () => {
     assert.equal(await admin.exists(queueOf(key)), 0, 'the queue is empty');
     await assert.rejects(closing.acquire(request(key)), LockStoreError);
     await assert.rejects(closing.release(key, held.owner), LockStoreError);
+  });
+
+  it('refuses options it cannot use, saying what to pass', () => {
+    const refused = (options: unknown, message: RegExp) =>
+      assert.throws(() => new RedisLockStore(options as RedisLockStoreOptions), (error: unknown) => error instanceof InvalidLockOptionError && message.test(error.message));
+    refused({ url: server.url, ttl: 5 }, /option "ttl": 5; remove it/);
+    refused({}, /pass \{ client \}/);
+    refused({ url: 'localhost:6379' }, /url.*pass a URL such as "redis:\/\/127\.0\.0\.1:6379\/0"/);
+    refused({ url: server.url, client: admin }, /pass either a client or the options to create one/);
+    refused({ url: server.url, keyPrefix: 'locks{' }, /keyPrefix.*without '\{' or '\}'/);
+    refused({ url: server.url, connectTimeout: 0 }, /connectTimeout": 0; pass a number of milliseconds above 0/);
+    // Node fires a timer longer than 2^31-1 ms at once: such a timeout would fail every call on the spot.
+    refused({ url: server.url, connectTimeout: 2 ** 31 }, /connectTimeout": 2147483648; .*at most 1073741823/);
+    refused({ url: server.url, waitForReplicas: { replicas: 0, timeout: 100 } }, /waitForReplicas.*at least 1 replica/);
+    refused({ url: server.url, waitForReplicas: { replicas: 1, timeout: 2 ** 31 } }, /waitForReplicas.*at most 1073741823/);
   });
 
   it('fails within connectTimeout with an error that names the server but not the password when Redis is unreachable', async () => {

@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from '../../clock.js';
 import { InvalidLockOptionError } from '../../errors.js';
+import { MAX_DURATION_MS } from '../../duration.js';
 import { DEFAULT_NAME_PREFIX, validateNamePrefix } from './bus-name.js';
 
 /**
@@ -97,8 +98,8 @@ export function resolveDbusSettings(options: DbusLockStoreOptions): DbusSettings
     timeout: check(
       'timeout',
       options.timeout ?? DEFAULT_TIMEOUT,
-      (v) => typeof v === 'number' && Number.isFinite(v) && v > 0,
-      'use a number of milliseconds above 0, such as 5000',
+      (v) => typeof v === 'number' && v > 0 && v <= MAX_DURATION_MS,
+      `use a number of milliseconds above 0 and at most ${MAX_DURATION_MS} (Node fires longer timers at once), such as 5000`,
     ),
     clock: options.clock ?? systemClock,
   };

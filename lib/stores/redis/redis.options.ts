@@ -1,6 +1,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import type { Clock } from '../../clock.js';
+import { MAX_DURATION_MS } from '../../duration.js';
 import { InvalidLockOptionError } from '../../errors.js';
 
 /**
@@ -123,13 +124,13 @@ export function validateOptions(options: RedisLockStoreOptions): void {
       "pass a string without '{' or '}' (each lock's name goes in a hash tag, so that a lock's keys share a Cluster slot), such as \"locks:\"",
     );
   }
-  if (options.connectTimeout !== undefined && !isPositive(options.connectTimeout)) {
-    throw new InvalidLockOptionError(where('connectTimeout'), options.connectTimeout, 'pass a number of milliseconds above 0, such as 5000');
+  if (options.connectTimeout !== undefined && !isTimeout(options.connectTimeout)) {
+    throw new InvalidLockOptionError(where('connectTimeout'), options.connectTimeout, `pass a number of milliseconds above 0 and at most ${MAX_TIMEOUT} (Node fires longer timers at once), such as 5000`);
   }
   const replicas = options.waitForReplicas;
   if (replicas !== undefined) {
-    if (typeof replicas !== 'object' || replicas === null || !Number.isInteger(replicas.replicas) || replicas.replicas < 1 || !isPositive(replicas.timeout)) {
-      throw new InvalidLockOptionError(where('waitForReplicas'), replicas, 'pass { replicas: 1, timeout: 100 }: at least 1 replica, and a timeout in milliseconds above 0');
+    if (typeof replicas !== 'object' || replicas === null || !Number.isInteger(replicas.replicas) || replicas.replicas < 1 || !isTimeout(replicas.timeout)) {
+      throw new InvalidLockOptionError(where('waitForReplicas'), replicas, `pass { replicas: 1, timeout: 100 }: at least 1 replica, and a timeout in milliseconds above 0 and at most ${MAX_TIMEOUT}`);
     }
     if (options.client?.isCluster) {
       throw new InvalidLockOptionError(where('waitForReplicas'), replicas, 'remove it: waiting for replicas is not available with a Cluster client yet');
@@ -175,6 +176,12 @@ function isClient(value: unknown): value is Redis | Cluster {
   return typeof client === 'object' && client !== null && typeof client.evalsha === 'function' && typeof client.duplicate === 'function';
 }
 
-function isPositive(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0;
+/**
+ * A request's timer runs for connectTimeout plus the replicas' timeout, and
+ * Node fires a timer longer than 2^31-1 ms at once: each gets half.
+ */
+const MAX_TIMEOUT = Math.floor(MAX_DURATION_MS / 2);
+
+function isTimeout(value: unknown): value is number {
+  return typeof value === 'number' && value > 0 && value <= MAX_TIMEOUT;
 }
