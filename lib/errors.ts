@@ -101,6 +101,21 @@ export class InvalidLockOptionError extends LockError {
 }
 
 /**
+ * Refuses any option whose name is not in `known`: a misspelt option (`tll`
+ * for `ttl`) would otherwise be ignored and leave its default in force
+ * without a word. `where` names an option for the message; `shown`, when
+ * given, stands in for the value (for options that may carry secrets).
+ */
+export function refuseUnknownOptions(options: object, known: ReadonlySet<string>, where: (name: string) => string, shown?: string): void {
+  for (const name of Object.keys(options)) {
+    if (!known.has(name)) {
+      const value = shown ?? (options as Record<string, unknown>)[name];
+      throw new InvalidLockOptionError(where(name), value, `remove it; the options are ${[...known].join(', ')}`);
+    }
+  }
+}
+
+/**
  * The store could not answer (unreachable, timed out, closed, refused the
  * credentials). The original failure is kept as `cause`.
  */

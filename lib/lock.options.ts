@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { InvalidLockOptionError } from './errors.js';
+import { InvalidLockOptionError, refuseUnknownOptions } from './errors.js';
 import { toMilliseconds, type Duration } from './duration.js';
 import type { LockStore } from './store/lock-store.js';
 import { MemoryLockStore } from './stores/memory/memory.store.js';
@@ -53,15 +53,7 @@ export function resolveSettings(options: LockModuleOptions | undefined): LockSet
   if (typeof given !== 'object') {
     throw new InvalidLockOptionError('LockModule options', given, 'pass an object such as { ttl: "30s" }');
   }
-  for (const name of Object.keys(given)) {
-    if (!KNOWN.has(name)) {
-      throw new InvalidLockOptionError(
-        `LockModule option "${name}"`,
-        (given as Record<string, unknown>)[name],
-        `remove it; the options are ${[...KNOWN].join(', ')}`,
-      );
-    }
-  }
+  refuseUnknownOptions(given, KNOWN, (name) => `LockModule option "${name}"`);
   if (given.store !== undefined && !isStore(given.store)) {
     throw new InvalidLockOptionError(
       'LockModule option "store"',

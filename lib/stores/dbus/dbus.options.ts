@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../../clock.js';
-import { InvalidLockOptionError } from '../../errors.js';
+import { InvalidLockOptionError, refuseUnknownOptions } from '../../errors.js';
 import { MAX_DURATION_MS } from '../../duration.js';
 import { DEFAULT_NAME_PREFIX, validateNamePrefix } from './bus-name.js';
 
@@ -76,15 +76,7 @@ const KNOWN = new Set(['address', 'namePrefix', 'enforceTtl', 'maxConnections', 
 
 /** Validates the options when the store is created, so a mistake stops the app before its first lock. */
 export function resolveDbusSettings(options: DbusLockStoreOptions): DbusSettings {
-  for (const name of Object.keys(options)) {
-    if (!KNOWN.has(name)) {
-      throw new InvalidLockOptionError(
-        `DbusLockStore option "${name}"`,
-        (options as Record<string, unknown>)[name],
-        `remove it; the options are ${[...KNOWN].join(', ')}`,
-      );
-    }
-  }
+  refuseUnknownOptions(options, KNOWN, (name) => `DbusLockStore option "${name}"`);
   return {
     address: resolveAddress(options.address),
     namePrefix: validateNamePrefix(options.namePrefix ?? DEFAULT_NAME_PREFIX),

@@ -2,7 +2,7 @@ import { Etcd3, type IOptions } from 'etcd3';
 import type { Clock } from '../../clock.js';
 import { hostBreaker } from './etcd.host-breaker.js';
 import { toMilliseconds, type Duration } from '../../duration.js';
-import { InvalidLockOptionError } from '../../errors.js';
+import { InvalidLockOptionError, refuseUnknownOptions } from '../../errors.js';
 
 /**
  * Options of {@link EtcdLockStore}: where etcd is (`client`, or `hosts` and
@@ -89,11 +89,7 @@ export function settingsFrom(options: EtcdLockStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidLockOptionError('EtcdLockStore options', hostsShown(options), "pass an object such as { hosts: ['http://127.0.0.1:2379'] }");
   }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN.has(name)) {
-      throw new InvalidLockOptionError(where(name), NOT_SHOWN, `remove it; the options are ${[...KNOWN].join(', ')}`);
-    }
-  }
+  refuseUnknownOptions(options, KNOWN, where, NOT_SHOWN);
   const { client, hosts } = options;
   if (client !== undefined) {
     if (!isClient(client)) {

@@ -2,7 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import { MAX_DURATION_MS } from '../../duration.js';
-import { InvalidLockOptionError } from '../../errors.js';
+import { InvalidLockOptionError, refuseUnknownOptions } from '../../errors.js';
 
 /**
  * Options of {@link RedisLockStore}: where Redis is (`client` or `url`, or
@@ -92,11 +92,7 @@ export function validateOptions(options: RedisLockStoreOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidLockOptionError('RedisLockStore options', options, 'pass an object such as { url: "redis://127.0.0.1:6379" }');
   }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN.has(name)) {
-      throw new InvalidLockOptionError(where(name), (options as Record<string, unknown>)[name], `remove it; the options are ${[...KNOWN].join(', ')}`);
-    }
-  }
+  refuseUnknownOptions(options, KNOWN, where);
   if (options.client !== undefined && (options.url !== undefined || options.redisOptions !== undefined)) {
     throw new InvalidLockOptionError(
       where('client'),
