@@ -227,6 +227,8 @@ export class WatchHub {
       return;
     }
     for (const event of response.events) {
+      // A hedged key's two watches both report most events: keep and pass on one copy, so `complete` moves only for real news.
+      if (watch.ids.length > 1 && watch.recent.some((seen) => seen.kv.mod_revision === event.kv.mod_revision)) continue;
       if (watch.recent.push(event) > RECENT) {
         const forgotten = watch.recent.shift() as IEvent;
         watch.complete = Math.max(watch.complete, Number(forgotten.kv.mod_revision));
