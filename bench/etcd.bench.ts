@@ -38,7 +38,7 @@ import { renderChart } from './support/chart.js';
 import { LABELS, SHORT, createTaker, type ContenderId, type Taker } from './support/etcd-contenders.js';
 import { environment, repoRoot, versionOf } from './support/env.js';
 import { log, mark, rotation, table } from './support/report.js';
-import { fmt, median, quantile, round, roundSummary, summarize, type Summary } from './support/stats.js';
+import { fmt, mean, median, quantile, round, roundSummary, summarize, type Summary } from './support/stats.js';
 
 const QUICK = process.argv.includes('--quick');
 
@@ -103,7 +103,7 @@ async function benchUncontended(hosts: string[]): Promise<UncontendedSummary[]> 
       const line: string[] = [];
       for (const id of UNCONTENDED) {
         const times = these.get(id) as number[];
-        const rate = rounds / (times.reduce((a, b) => a + b, 0) / 1_000);
+        const rate = 1_000 / mean(times);
         rates.get(id)?.push(rate);
         perPair.get(id)?.push(...times);
         line.push(`${LABELS[id]} ${fmt(rate)}`);

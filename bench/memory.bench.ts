@@ -41,6 +41,7 @@ import {
 } from 'nestjs-distributed-lock';
 import { renderChart } from './support/chart.js';
 import { environment, repoRoot } from './support/env.js';
+import { log, mark, rotation, table } from './support/report.js';
 import { fmt, median, round, roundSummary, summarize, type Summary } from './support/stats.js';
 
 // ---------------------------------------------------------------- settings
@@ -72,10 +73,6 @@ const gc = (): void => {
     collect();
     collect();
   }
-};
-
-const log = (line = ''): void => {
-  process.stdout.write(line + '\n');
 };
 
 // ---------------------------------------------------------------- timing helpers
@@ -110,12 +107,6 @@ async function runFor(ms: number, batch: number, body: (n: number) => Promise<vo
     ops += batch;
   }
   return timed(ops, now - start, process.cpuUsage(cpu), batchNs);
-}
-
-/** The order of `items` in run `run`: rotated, so every item takes every position equally often. */
-function rotation<T>(items: readonly T[], run: number): T[] {
-  const k = run % items.length;
-  return [...items.slice(k), ...items.slice(0, k)];
 }
 
 // ---------------------------------------------------------------- the application under test
@@ -606,14 +597,6 @@ async function benchHeld(): Promise<HeldResult> {
 }
 
 // ---------------------------------------------------------------- report
-
-const mark = (pass: boolean): string => (pass ? 'PASS' : 'MISS');
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
-  const line = (row: string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd();
-  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
-}
 
 async function main(): Promise<void> {
   const env = environment();

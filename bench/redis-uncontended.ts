@@ -96,7 +96,7 @@ export async function benchUncontended(url: string, admin: Redis, settings: Unco
       times[id]!.push(...these[id]!);
       runP50[id]!.push(median(these[id]!));
     }
-    log(`  run ${r + 1}/${runs}: ${UNCONTENDED.map((id) => `${id} ${us(median(these[id]!))}`).join(', ')}; PING ${us(median(pingTimes.slice(-batch)))}`);
+    log(`  run ${r + 1}/${runs}: ${UNCONTENDED.map((id) => `${id} ${us(runP50[id]!.at(-1)!)}`).join(', ')}; PING ${us(median(pingTimes.slice(-batch)))}`);
   }
   for (const contender of contenders.values()) await contender.close();
 

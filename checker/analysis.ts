@@ -132,17 +132,15 @@ export function analyse(history: History): Findings {
 
   const deathToNext: number[] = [];
   const deathNeverPassedOn: number[] = [];
+  const resets = history.faults.filter((f) => history.leaseResets?.includes(f.kind));
+  const outages = history.faults.filter((f) => history.outages?.includes(f.kind));
   for (const fault of history.faults) {
     if (fault.kind !== 'kill-holder' || fault.key === undefined) continue;
     const next = (byKey.get(fault.key) ?? []).find((s) => s.start > fault.at && s.worker !== fault.worker);
     const until = next?.start ?? history.endedAt;
-    const resetsSince = history.faults
-      .filter((f) => history.leaseResets?.includes(f.kind) && f.at < until && (f.until ?? f.at) > fault.at)
-      .map((f) => Math.min(f.until ?? f.at, until));
+    const resetsSince = resets.filter((f) => f.at < until && (f.until ?? f.at) > fault.at).map((f) => Math.min(f.until ?? f.at, until));
     const from = Math.max(fault.at, ...resetsSince);
-    const out = history.faults
-      .filter((f) => history.outages?.includes(f.kind))
-      .reduce((sum, f) => sum + Math.max(0, Math.min(until, f.until ?? f.at) - Math.max(from, f.at)), 0);
+    const out = outages.reduce((sum, f) => sum + Math.max(0, Math.min(until, f.until ?? f.at) - Math.max(from, f.at)), 0);
     (next ? deathToNext : deathNeverPassedOn).push(until - from - out);
   }
 

@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runUntilExit } from '../support/run-node.js';
 
 const soak = fileURLToPath(new URL('../../checker/soak.js', import.meta.url));
 
-function run(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--expose-gc', soak, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('exit', (code) => resolve({ code, output }));
-  });
-}
+/** Runs the soak with gc exposed (it collects before each heap reading); killed 10 s before the test's timeout. */
+const run = (args: string[]) => runUntilExit(soak, args, 290_000, { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --expose-gc` });
 
 /**
  * Acquire/release cycles per store: etcd, a consensus store, does about 500

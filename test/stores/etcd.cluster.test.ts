@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
@@ -9,6 +7,7 @@ import { LockService, type Lock } from 'nestjs-distributed-lock';
 import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { createTestApp } from '../support/app.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
+import { spawnReporting } from '../support/run-node.js';
 import { waitFor } from '../support/wait-for.js';
 
 const holderChild = fileURLToPath(new URL('../support/etcd-holder-child.js', import.meta.url));
@@ -130,18 +129,10 @@ describe('EtcdLockStore on a 3-node cluster', () => {
 
   it('counts a frozen holder\'s lock lost before anyone else gets it, reports the loss on waking, and the next token is higher', async () => {
     const key = `frozen-holder-${randomUUID()}`;
-    const child = spawn(process.execPath, [holderChild, cluster.hosts.join(','), key, SESSION_TTL], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: Record<string, number | string>[] = [];
-    let output = '';
-    // By line, not by chunk: a chunk can end in the middle of a line.
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output += `${line}\n`;
-      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, number | string>);
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const { proc: child, events: lines, output } = spawnReporting(holderChild, [cluster.hosts.join(','), key, SESSION_TTL]);
     const [app] = await apps(1);
     try {
-      await waitFor(() => lines.some((line) => line.event === 'held'), 15_000, () => `the child holds the lock (output: ${output})`);
+      await waitFor(() => lines.some((line) => line.event === 'held'), 15_000, () => `the child holds the lock (output: ${output()})`);
       const childToken = Number(lines.find((line) => line.event === 'acquired')?.token);
       const waiting = app?.get(LockService).acquire(key, { wait: '20s' });
       child.kill('SIGSTOP');
@@ -149,7 +140,7 @@ describe('EtcdLockStore on a 3-node cluster', () => {
       const lock = await waiting;
       const acquiredAt = Date.now();
       child.kill('SIGCONT');
-      await waitFor(() => lines.some((line) => line.event === 'lost'), 10_000, () => `the child reported the loss (output: ${output})`);
+      await waitFor(() => lines.some((line) => line.event === 'lost'), 10_000, () => `the child reported the loss (output: ${output()})`);
       const held = lines.filter((line) => line.event === 'held');
       const lastDeadline = Math.max(...held.map((line) => Number(line.deadline)));
       const lost = lines.find((line) => line.event === 'lost');

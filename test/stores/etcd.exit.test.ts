@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +7,8 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { ManualClock } from 'nestjs-distributed-lock/testing';
 import { EtcdCluster } from '../support/etcd-cluster.js';
+import { spawnReporting } from '../support/run-node.js';
+import { grant, request } from '../support/store-requests.js';
 import { waitFor } from '../support/wait-for.js';
 
 /** A keepalive stream as etcd3 hands it out: it answers every keepalive at once. */
@@ -102,19 +102,18 @@ describe('EtcdLockStore on a real member, for an application that must exit', ()
   it('ends a wait whose signal aborts while its key is being queued at once, not after the whole wait', async () => {
     const holder = new EtcdLockStore({ hosts: etcd.hosts });
     const other = new EtcdLockStore({ hosts: etcd.hosts });
-    const request = (owner: string, wait = 0, signal?: AbortSignal) => ({ key: 'abort', owner, ttl: 30_000, wait, signal, onLost: () => {} });
     try {
-      assert.equal((await holder.acquire(request('holder'))).acquired, true);
+      await grant(holder, request('abort', { owner: 'holder' }));
       const controller = new AbortController();
       const started = performance.now();
-      const waiting = other.acquire(request('aborted', 10_000, controller.signal));
+      const waiting = other.acquire(request('abort', { wait: 10_000, signal: controller.signal }));
       controller.abort(); // the session's lease and the queue transaction are on their way
       assert.deepEqual(await waiting, { acquired: false });
       // The wait's timer keeps the process alive: it must not run on.
       assert.ok(performance.now() - started < 2_000, `the aborted wait ended after ${Math.round(performance.now() - started)}ms`);
       // Its key left the queue: once the holder releases, a single try gets the lock.
       await holder.release('abort', 'holder');
-      assert.equal((await holder.acquire(request('next'))).acquired, true);
+      await grant(holder, request('abort'));
     } finally {
       await Promise.all([holder.close(), other.close()]);
     }
@@ -123,25 +122,18 @@ describe('EtcdLockStore on a real member, for an application that must exit', ()
   it('exits by itself after closing, having held and waited for locks through two restarts', { timeout: 90_000 }, async () => {
     const [member] = etcd.members;
     assert.ok(member);
-    const proc = spawn(process.execPath, [child, etcd.hosts.join(','), '15s'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const events: Record<string, unknown>[] = [];
-    let output = '';
-    proc.stderr.on('data', (chunk) => (output += chunk));
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      output += `${line}\n`;
-      events.push(JSON.parse(line) as Record<string, unknown>);
-    });
+    const { proc, events, output } = spawnReporting(child, [etcd.hosts.join(','), '15s']);
     // 'close' comes after the last line of output, unlike 'exit'.
     const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
     /** Waits, bounded, for the child to report `event` after its first `since` lines; fails with everything it said. */
     const told = (event: string, since = 0, within = 20_000) =>
       waitFor(
         () => {
-          if (proc.exitCode !== null) throw new Error(`the application exited before reporting "${event}"; it said:\n${output}`);
+          if (proc.exitCode !== null) throw new Error(`the application exited before reporting "${event}"; it said:\n${output()}`);
           return events.slice(since).some((line) => line.event === event);
         },
         within,
-        () => `the application reporting "${event}" (it said:\n${output})`,
+        () => `the application reporting "${event}" (it said:\n${output()})`,
       );
     try {
       await told('ready');
@@ -161,8 +153,8 @@ describe('EtcdLockStore on a real member, for an application that must exit', ()
       await sleep(2_000);
       proc.stdin.end(); // the application stops working and closes
       const code = await Promise.race([exited, sleep(15_000, 'running', { ref: false })]);
-      assert.equal(code, 0, `the application did not close and exit by itself within 15 s; it said:\n${output}`);
-      assert.ok(events.some((line) => line.event === 'closed'), output);
+      assert.equal(code, 0, `the application did not close and exit by itself within 15 s; it said:\n${output()}`);
+      assert.ok(events.some((line) => line.event === 'closed'), output());
     } finally {
       proc.kill('SIGKILL');
     }

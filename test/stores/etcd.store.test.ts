@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { InvalidLockOptionError, LockStoreError, type AcquireRequest, type AcquireResult } from 'nestjs-distributed-lock';
+import { InvalidLockOptionError, LockStoreError, type AcquireRequest } from 'nestjs-distributed-lock';
 import { EtcdLockStore, type EtcdLockStoreOptions } from 'nestjs-distributed-lock/etcd';
 import { EtcdCluster } from '../support/etcd-cluster.js';
 import { grant, request as storeRequest } from '../support/store-requests.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { LockStoreError } from 'nestjs-distributed-lock';
 import { runLockStoreContract } from 'nestjs-distributed-lock/testing';
 import { RedisLockStore, type RedisLockStoreOptions } from 'nestjs-distributed-lock/redis';
@@ -23,8 +23,8 @@ after(async () => {
 });
 
 /** An ioredis client in Sentinel mode, as an application creates it; disconnected after the file. */
-function sentinelClient(): Redis {
-  const client = new Redis({ sentinels: sentinel.sentinels, name: sentinel.name });
+function sentinelClient(options: RedisOptions = {}): Redis {
+  const client = new Redis({ sentinels: sentinel.sentinels, name: sentinel.name, ...options });
   client.on('error', () => {}); // reconnects during a fail-over are expected; the store reports failed calls
   clients.push(client);
   return client;
@@ -74,9 +74,7 @@ describe('RedisLockStore through Sentinel', () => {
   });
 
   it('does not take a WAIT answered over a new connection as confirming a grant made over the old one', async () => {
-    const client = new Redis({ sentinels: sentinel.sentinels, name: sentinel.name, connectionName: 'confirming' });
-    client.on('error', () => {});
-    clients.push(client);
+    const client = sentinelClient({ connectionName: 'confirming' });
     const store = new RedisLockStore({ client, waitForReplicas: { replicas: 1, timeout: 2_000 }, connectTimeout: 2_000 });
     stores.push(store);
     const master = await sentinel.master();

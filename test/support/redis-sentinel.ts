@@ -1,17 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort } from './free-port.js';
 import { RedisServer } from './redis-server.js';
 import { waitFor } from './wait-for.js';
 
-/** Sentinel processes still running, killed when the test process exits however it exits (the data servers have their own hook). */
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
+/** The master name the sentinel monitors. */
+const NAME = 'mymaster';
 
 /** What a forced fail-over did, with `performance.now()` readings. */
 export interface Failover {
@@ -38,18 +30,15 @@ export interface Failover {
  */
 export class RedisSentinel {
   /** The master name the sentinel monitors. */
-  readonly name = 'mymaster';
-  private process?: ChildProcess;
-  private output = '';
+  readonly name = NAME;
   private readonly admin: Redis;
 
   private constructor(
     readonly nodes: readonly [RedisServer, RedisServer],
-    /** The sentinel's own port. */
-    readonly port: number,
-    private readonly dir: string,
+    /** The `redis-server --sentinel` process. */
+    private readonly sentinel: RedisServer,
   ) {
-    this.admin = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+    this.admin = new Redis({ host: '127.0.0.1', port: sentinel.port, lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 1 });
     this.admin.on('error', () => {}); // answered through the commands that fail
   }
 
@@ -62,21 +51,31 @@ export class RedisSentinel {
         throw error;
       },
     );
-    const sentinel = new RedisSentinel([primary, replica], await freePort(), mkdtempSync(join(tmpdir(), 'redis-sentinel-')));
     try {
-      await sentinel.untilInSync(replica, 10_000);
-      sentinel.launch();
-      await sentinel.untilReplicaKnown(replica, 15_000);
-      return sentinel;
+      await untilInSync(replica, 10_000);
+      const config = [
+        `sentinel monitor ${NAME} 127.0.0.1 ${primary.port} 1`,
+        `sentinel down-after-milliseconds ${NAME} 1000`,
+        `sentinel failover-timeout ${NAME} 10000`,
+        '',
+      ].join('\n');
+      const deployment = new RedisSentinel([primary, replica], await RedisServer.start({ config, args: ['--sentinel'] }));
+      try {
+        await deployment.untilReplicaKnown(replica, 15_000);
+        return deployment;
+      } catch (error) {
+        await deployment.stop();
+        throw error;
+      }
     } catch (error) {
-      await sentinel.stop();
+      await Promise.all([primary.stop(), replica.stop()]);
       throw error;
     }
   }
 
   /** The sentinel addresses for an ioredis `Redis` in Sentinel mode. */
   get sentinels(): { host: string; port: number }[] {
-    return [{ host: '127.0.0.1', port: this.port }];
+    return [{ host: '127.0.0.1', port: this.sentinel.port }];
   }
 
   /** The node the sentinel names as master now. */
@@ -121,60 +120,14 @@ export class RedisSentinel {
     await this.admin.call('SENTINEL', 'FAILOVER', this.name);
     await waitFor(async () => (await this.master()) === next && (await role(next)) === 'master', within, 'the sentinel promoted the replica');
     const promotedAt = performance.now();
-    await this.untilInSync(old, within);
+    await untilInSync(old, within);
     return { sentAt, promotedAt, demotedAt: performance.now() };
   }
 
   /** Ends the sentinel and both servers, and removes their folders. */
   async stop(): Promise<void> {
     this.admin.disconnect();
-    const child = this.process;
-    this.process = undefined;
-    if (child) {
-      running.delete(child);
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGKILL'); // nothing of the sentinel's is worth keeping
-        await exited;
-      }
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-    await Promise.all(this.nodes.map((node) => node.stop()));
-  }
-
-  private launch(): void {
-    const [primary] = this.nodes;
-    const config = join(this.dir, 'sentinel.conf');
-    // The sentinel rewrites its file as it learns, so it lives in the test's folder.
-    writeFileSync(
-      config,
-      [
-        `port ${this.port}`,
-        'bind 127.0.0.1',
-        `dir ${this.dir}`,
-        `sentinel monitor ${this.name} 127.0.0.1 ${primary.port} 1`,
-        `sentinel down-after-milliseconds ${this.name} 1000`,
-        `sentinel failover-timeout ${this.name} 10000`,
-        '',
-      ].join('\n'),
-    );
-    const child = spawn('redis-server', [config, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.process = child;
-    running.add(child);
-    const keep = (chunk: string) => (this.output = (this.output + chunk).slice(-4_000));
-    child.stdout?.setEncoding('utf8').on('data', keep);
-    child.stderr?.setEncoding('utf8').on('data', keep);
-    child.once('exit', () => running.delete(child));
-  }
-
-  /** Until `node` is a replica whose link to the master is up. */
-  private async untilInSync(node: RedisServer, within: number): Promise<void> {
-    const probe = new Redis(node.port, '127.0.0.1');
-    try {
-      await waitFor(async () => /role:slave[\s\S]*master_link_status:up/.test(await probe.info('replication')), within, `port ${node.port} in sync as a replica`);
-    } finally {
-      probe.disconnect();
-    }
+    await Promise.all([this.sentinel, ...this.nodes].map((server) => server.stop()));
   }
 
   /** Until the sentinel lists `node` as a healthy replica: only then can it promote it. */
@@ -182,7 +135,6 @@ export class RedisSentinel {
     try {
       await waitFor(
         async () => {
-          if (!this.process || this.process.exitCode !== null) throw new Error('the sentinel exited');
           const replicas = (await this.admin.call('SENTINEL', 'REPLICAS', this.name).catch(() => [])) as string[][];
           return replicas.some((fields) => {
             const info = Object.fromEntries(fields.flatMap((_, i) => (i % 2 ? [] : [[fields[i], fields[i + 1]]])));
@@ -190,10 +142,10 @@ export class RedisSentinel {
           });
         },
         within,
-        `the sentinel on port ${this.port} found the replica on port ${node.port}`,
+        `the sentinel on port ${this.sentinel.port} found the replica on port ${node.port}`,
       );
     } catch (error) {
-      throw new Error(`${(error as Error).message}; sentinel output:\n${this.output}`);
+      throw new Error(`${(error as Error).message}; sentinel output:\n${this.sentinel.log}`);
     }
   }
 }
@@ -203,6 +155,16 @@ async function role(node: RedisServer): Promise<string> {
   const probe = new Redis(node.port, '127.0.0.1');
   try {
     return String(((await probe.role()) as unknown[])[0]);
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/** Until `node` is a replica whose link to the master is up. */
+async function untilInSync(node: RedisServer, within: number): Promise<void> {
+  const probe = new Redis(node.port, '127.0.0.1');
+  try {
+    await waitFor(async () => /role:slave[\s\S]*master_link_status:up/.test(await probe.info('replication')), within, `port ${node.port} in sync as a replica`);
   } finally {
     probe.disconnect();
   }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ export interface RedisServerOptions {
   args?: string[];
   /** Port to listen on; default a free one. */
   port?: number;
+  /** A config file's text, written into the server's folder and passed first (Sentinel rewrites its own, so it needs a file). */
+  config?: string;
 }
 
 /**
@@ -37,13 +39,14 @@ export class RedisServer {
     readonly port: number,
     readonly dir: string,
     private readonly args: string[],
+    private readonly config?: string,
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const dir = mkdtempSync(join(tmpdir(), 'redis-test-'));
     // A free port can be taken by someone else before redis binds it: try a few.
     for (let attempt = 1; ; attempt++) {
-      const server = new RedisServer(options.port ?? (await freePort()), dir, options.args ?? []);
+      const server = new RedisServer(options.port ?? (await freePort()), dir, options.args ?? [], options.config);
       try {
         await server.launch();
         return server;
@@ -59,6 +62,11 @@ export class RedisServer {
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** The last 4,000 characters the server printed, for failure messages. */
+  get log(): string {
+    return this.output;
   }
 
   /** Freezes the server (SIGSTOP): connections stay open, nothing answers. */
@@ -101,7 +109,13 @@ export class RedisServer {
 
   private async launch(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir];
-    const child = spawn('redis-server', [...args, ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const config: string[] = [];
+    if (this.config !== undefined) {
+      const file = join(this.dir, 'redis.conf');
+      writeFileSync(file, this.config);
+      config.push(file);
+    }
+    const child = spawn('redis-server', [...config, ...args, ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.process = child;
     running.add(this);
     this.output = '';

@@ -1,4 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 
 export interface NodeRun {
   readonly code: number | null;
@@ -27,4 +29,26 @@ export function runUntilExit(script: string, args: string[], within: number, env
       resolve({ code, output });
     });
   });
+}
+
+/** A node child that reports what it does as JSON lines on stdout. */
+export interface ReportingChild {
+  readonly proc: ChildProcessByStdio<Writable, Readable, Readable>;
+  /** The JSON lines so far, parsed, in order. */
+  readonly events: Record<string, unknown>[];
+  /** Everything it printed so far, stdout and stderr, for failure messages. */
+  output(): string;
+}
+
+/** Starts `script` in a new node process and collects its JSON lines (read by line: a chunk can end mid-line). */
+export function spawnReporting(script: string, args: string[]): ReportingChild {
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const events: Record<string, unknown>[] = [];
+  let output = '';
+  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  createInterface({ input: proc.stdout }).on('line', (line) => {
+    output += `${line}\n`;
+    if (line.startsWith('{')) events.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  return { proc, events, output: () => output };
 }
