@@ -215,6 +215,19 @@ describe('EtcdLockStore', () => {
     assert.ok(keys.some((k) => k.startsWith(`lock/${base}%2Fa%2Fb/`)), `escaped: ${keys.join(' ')}`);
   });
 
+  it('keeps a held lock exclusive after a thousand other locks have come and gone', async () => {
+    // The store remembers the paths of the last 1,000 locks; this one's is forgotten and built again.
+    const key = `remembered-${randomUUID()}`;
+    const store = open();
+    await grant(store, request(key));
+    for (let batch = 0; batch < 10; batch++) {
+      const others = Array.from({ length: 101 }, (_, i) => request(`other-${batch}-${i}-${randomUUID()}`));
+      await Promise.all(others.map((other) => grant(store, other)));
+      await Promise.all(others.map((other) => store.release(other.key, other.owner)));
+    }
+    assert.equal((await store.acquire(request(key))).acquired, false, 'still held: its queue is where it was');
+  });
+
   it('never promises a lock past its own ttl or the session lease etcd last confirmed', async () => {
     const store = open();
     const clock = store.clock;

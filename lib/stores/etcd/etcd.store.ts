@@ -10,7 +10,7 @@ import type {
   RenewResult,
 } from '../../store/lock-store.js';
 import { HeldLocks, type HeldLock } from './etcd.held.js';
-import { lockPath, type LockPath } from './etcd.keys.js';
+import { LockPaths, type LockPath } from './etcd.keys.js';
 import { connect, describeTarget, settingsFrom, type EtcdLockStoreOptions, type Settings } from './etcd.options.js';
 import { enqueue, keepAlone, keysAhead, mark, remove, removeName, type RequestOptions } from './etcd.queue.js';
 import { Session, type SessionEvents } from './etcd.session.js';
@@ -83,6 +83,7 @@ export class EtcdLockStore implements LockStore {
   /** Where etcd is, for errors; never with credentials. */
   private readonly target: string;
   private readonly hub: WatchHub;
+  private readonly paths: LockPaths;
   private readonly held: HeldLocks;
   private readonly waiters = new Set<Waiter>();
   /** Keys to delete that etcd could not be asked to delete yet, by latin1 text; retried every keepalive. */
@@ -105,6 +106,7 @@ export class EtcdLockStore implements LockStore {
     const connection = connect(options, this.settings);
     this.client = connection.client;
     this.ownsConnection = connection.owned;
+    this.paths = new LockPaths(this.settings.keyPrefix);
     this.hub = new WatchHub(this.client, this.clock, Math.min(this.settings.dialTimeout, (this.settings.sessionTtl * 1_000) / 3));
     this.held = new HeldLocks(this.clock, (lock) => void this.discard(lock));
     this.backend = {
@@ -120,7 +122,7 @@ export class EtcdLockStore implements LockStore {
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     this.assertOpen('acquire', request.key);
-    const path = lockPath(this.settings.keyPrefix, request.key);
+    const path = this.paths.of(request.key);
     const wait = request.wait > 0 && !request.signal?.aborted;
     // A grant the session cannot back (it ended during the request) is
     // retried once, on the next session.
@@ -200,9 +202,9 @@ export class EtcdLockStore implements LockStore {
   /** Joins the lock's queue with a new key (on the current session, starting one if needed). `undefined`: busy, for a single try. */
   private async place(path: LockPath, request: AcquireRequest, wait: boolean): Promise<Place | undefined> {
     for (let tries = 0; ; tries++) {
-      const session = await this.currentSession().catch((error: unknown) => {
+      const session = this.live ?? (await this.currentSession().catch((error: unknown) => {
         throw this.failure(`start a session (grant a lease) for lock ${describeValue(request.key)}`, error);
-      });
+      }));
       const key = session.names.take(path);
       try {
         const position = await enqueue(this.client.kv, path, key, session.leaseId, wait, this.options());
