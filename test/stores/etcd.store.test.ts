@@ -6,6 +6,7 @@ import { InvalidLockOptionError, LockStoreError, type AcquireRequest } from 'nes
 import { EtcdLockStore, type EtcdLockStoreOptions } from 'nestjs-distributed-lock/etcd';
 import { EtcdCluster } from '../support/etcd-cluster.js';
 import { grant, request as storeRequest } from '../support/store-requests.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import { waitFor } from '../support/wait-for.js';
 
 // Raft timing that lets etcd grant 1 s leases (its minimum is 1.5 election
@@ -226,6 +227,32 @@ describe('EtcdLockStore', () => {
       await Promise.all(others.map((other) => store.release(other.key, other.owner)));
     }
     assert.equal((await store.acquire(request(key))).acquired, false, 'still held: its queue is where it was');
+  });
+
+  it('reuses a released name only when its delete was sent once, so no late copy can delete the next key', async () => {
+    const proxy = await TcpProxy.start(Number(new URL(etcd.hosts[0] as string).port));
+    try {
+      const key = `resent-${randomUUID()}`;
+      const store = open({ hosts: proxy.url, sessionTtl: '30s' });
+      const entry = async () => (await queueOf(key))[0]?.key ?? '';
+
+      const first = request(key);
+      await grant(store, first);
+      const name = await entry();
+      assert.equal(await store.release(key, first.owner), true);
+      const second = request(key);
+      await grant(store, second);
+      assert.equal(await entry(), name, 'a delete answered on its only attempt frees the name at once');
+
+      // The delete reaches etcd, its answer is lost with the connection, and etcd3 sends it again.
+      const cut = proxy.withholdAnswersThenCut(200);
+      await store.release(key, second.owner);
+      await cut;
+      await grant(store, request(key));
+      assert.equal(await entry(), `${name}/1`, 'the name of a delete sent twice stays taken: the next key has another');
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('never promises a lock past its own ttl or the session lease etcd last confirmed', async () => {

@@ -21,7 +21,8 @@
  * slot 1, and so on, and a name is free again once its key is known gone. A
  * lease id is unique in the cluster, so no two sessions share a name. The
  * same name may thus carry several keys one after another; every request
- * that acts on a key names its create revision too (see etcd.queue.ts).
+ * that acts on a key names its create revision too, or is known to land
+ * before the name is taken again (see etcd.queue.ts).
  */
 export interface LockPath {
   /** The lock's prefix, ending in '/': every queue entry of the lock starts with it. */

@@ -1,6 +1,7 @@
 import { Etcd3, type IOptions } from 'etcd3';
 import type { Clock } from '../../clock.js';
 import { hostBreaker } from './etcd.host-breaker.js';
+import { CountedRetry } from './etcd.retry.js';
 import { toMilliseconds, type Duration } from '../../duration.js';
 import { InvalidLockOptionError, refuseUnknownOptions } from '../../errors.js';
 
@@ -126,19 +127,25 @@ export function settingsFrom(options: EtcdLockStoreOptions): Settings {
 export interface Connection {
   readonly client: Etcd3;
   readonly owned: boolean;
+  /** The client's retry policy, when it is the store's own: it tells which requests were sent only once (etcd.retry.ts). */
+  readonly retry?: CountedRetry;
 }
 
 export function connect(options: EtcdLockStoreOptions, settings: Settings): Connection {
   if (options.client) return { client: options.client, owned: false };
+  const { faultHandling, grpcOptions } = options.etcdOptions ?? {};
+  // An application's own global policy, or a gRPC service config (which can
+  // ask gRPC to retry), may send a request twice without the store knowing.
+  const retry = faultHandling?.global === undefined && grpcOptions?.['grpc.service_config'] === undefined ? new CountedRetry() : undefined;
   const client = new Etcd3({
     hosts: options.hosts as string | string[],
     dialTimeout: settings.dialTimeout,
     ...(options.credentials !== undefined && { credentials: options.credentials }),
     ...(options.auth !== undefined && { auth: options.auth }),
     ...options.etcdOptions,
-    faultHandling: { host: () => hostBreaker(), ...options.etcdOptions?.faultHandling },
+    faultHandling: { host: () => hostBreaker(), ...(retry && { global: retry.policy }), ...faultHandling },
   });
-  return { client, owned: true };
+  return { client, owned: true, ...(retry && { retry }) };
 }
 
 function validHosts(hosts: unknown): hosts is string | string[] {

@@ -7,7 +7,8 @@ import type { LockPath } from './etcd.keys.js';
  * connection failed, and the first attempt may have been applied), and each
  * that changes a key first compares its create revision, so a request that
  * arrives late can never touch a later key of the same name (see
- * etcd.keys.ts).
+ * etcd.keys.ts). The one exception, {@link removeName}, is sent only where
+ * no later key can carry the name.
  */
 
 /** Per-request options: how long etcd may take to answer (`dialTimeout` from now). */
@@ -133,12 +134,15 @@ export async function remove(kv: KVClient, key: Buffer, revision: number, option
 }
 
 /**
- * Deletes whatever key has this name: for a key whose create revision is
- * unknown (its transaction failed without an answer). Safe only while the
- * name stays reserved, so no later key can have it.
+ * Deletes whatever key has this name, resolving whether there was one: for
+ * a key whose create revision is unknown (its transaction failed without an
+ * answer), or whose name no other key can carry meanwhile. Safe only while
+ * the name stays reserved, or when the request is known to have been sent
+ * once (see `EtcdLockStore.release`).
  */
-export async function removeName(kv: KVClient, key: Buffer, options: RequestOptions): Promise<void> {
-  await kv.deleteRange({ key }, options);
+export async function removeName(kv: KVClient, key: Buffer, options: RequestOptions): Promise<boolean> {
+  const reply = await kv.deleteRange({ key }, options);
+  return reply.deleted !== '0';
 }
 
 function keysBefore(kvs: readonly IKeyValue[], revision: number): Map<string, number> {

@@ -13,6 +13,7 @@ import { HeldLocks, type HeldLock } from './etcd.held.js';
 import { LockPaths, type LockPath } from './etcd.keys.js';
 import { connect, describeTarget, settingsFrom, type EtcdLockStoreOptions, type Settings } from './etcd.options.js';
 import { enqueue, keepAlone, keysAhead, mark, remove, removeName, type RequestOptions } from './etcd.queue.js';
+import type { CountedRetry } from './etcd.retry.js';
 import { Session, type SessionEvents } from './etcd.session.js';
 import { Waiter, type Place, type WaiterBackend } from './etcd.waiter.js';
 import { WatchHub } from './etcd.watch-hub.js';
@@ -25,9 +26,8 @@ import { WatchHub } from './etcd.watch-hub.js';
  *
  * **One session per store.** The store takes one etcd lease (its session)
  * and keeps it alive with one keepalive stream; every key it writes is
- * attached to it. Acquiring is one transaction and releasing one delete (in
- * a transaction that compares the key's create revision); renewing costs no
- * round trip (see {@link HeldLocks}). If the process dies
+ * attached to it. Acquiring is one transaction and releasing one delete;
+ * renewing costs no round trip (see {@link HeldLocks}). If the process dies
  * or freezes, etcd deletes every key of the lease after its TTL
  * (`sessionTtl`), and the locks pass on.
  *
@@ -49,7 +49,9 @@ import { WatchHub } from './etcd.watch-hub.js';
  *   create revision, still exists). It owns the lock when the list is empty,
  *   which is then true. Names are reused (etcd.keys.ts), so every write that
  *   changes a key compares its create revision: a late or repeated request
- *   cannot touch a later key of the same name.
+ *   cannot touch a later key of the same name. The release's plain delete is
+ *   the exception, and its name is reused only when it was sent once, so no
+ *   copy of it is left to land ({@link deleteKey}).
  * - *Deadline.* A grant or renewal ends at the earlier of the lock's ttl
  *   (counted from a reading taken before the request, or from now for a
  *   renewal), after which this store deletes the key itself, and the
@@ -79,6 +81,8 @@ export class EtcdLockStore implements LockStore {
   /** True when the store created its etcd client (from `hosts`): `LockModule` then closes the store with its last application. */
   readonly ownsConnection: boolean;
   private readonly client: Etcd3;
+  /** The retry policy of a client the store created: it tells which requests were sent once. */
+  private readonly retry?: CountedRetry;
   private readonly settings: Settings;
   /** Where etcd is, for errors; never with credentials. */
   private readonly target: string;
@@ -106,6 +110,7 @@ export class EtcdLockStore implements LockStore {
     const connection = connect(options, this.settings);
     this.client = connection.client;
     this.ownsConnection = connection.owned;
+    this.retry = connection.retry;
     this.paths = new LockPaths(this.settings.keyPrefix);
     this.hub = new WatchHub(this.client, this.clock, Math.min(this.settings.dialTimeout, (this.settings.sessionTtl * 1_000) / 3));
     this.held = new HeldLocks(this.clock, (lock) => void this.discard(lock));
@@ -160,11 +165,10 @@ export class EtcdLockStore implements LockStore {
     if (lock.session.ended) return false; // the lease took the key with it
     const wasHeld = now < lock.expiresAt && lock.session.alive(now);
     try {
-      const deleted = await remove(this.client.kv, lock.key, lock.revision, this.options());
-      lock.session.names.free(lock.key);
-      return deleted && wasHeld;
+      return (await this.deleteKey(lock)) && wasHeld;
     } catch (error) {
-      this.orphans.set(lock.key.toString('latin1'), lock);
+      // A plain delete that failed may still take effect later: its name then stays taken for good.
+      this.orphans.set(lock.key.toString('latin1'), this.retry ? { key: lock.key, session: lock.session } : lock);
       throw this.failure(`release lock ${describeValue(key)}`, error);
     }
   }
@@ -262,6 +266,29 @@ export class EtcdLockStore implements LockStore {
       validFrom,
       validFor: Math.min(request.ttl, session.validUntil - validFrom),
     };
+  }
+
+  /**
+   * Deletes a released lock's key, resolving whether it was there, and frees
+   * its name unless a copy of the request may still land on the name's next
+   * key. On the store's own client that is a plain delete, the cheapest
+   * write: while the name is this lock's, no other key carries it, so the
+   * delete finds this key or nothing; and when it was sent once (etcd.retry.ts),
+   * it cannot take effect again. A delete sent twice keeps its name taken for
+   * good. On a client passed in, where re-sends cannot be seen, it compares
+   * the key's create revision instead, which makes any copy harmless.
+   */
+  private async deleteKey(lock: HeldLock): Promise<boolean> {
+    const { session, key } = lock;
+    if (!this.retry) {
+      const deleted = await remove(this.client.kv, key, lock.revision, this.options());
+      session.names.free(key);
+      return deleted;
+    }
+    const resent = this.retry.resent;
+    const deleted = await removeName(this.client.kv, key, this.options());
+    if (this.retry.resent === resent) session.names.free(key);
+    return deleted;
   }
 
   /** Tells the successor this key owns the lock; if the key is gone, the lock was never really ours. */
@@ -366,7 +393,12 @@ export class EtcdLockStore implements LockStore {
   }
 }
 
-/** A key to delete: with its create revision, or without when it is unknown (its name then stays taken for good). */
+/**
+ * A key to delete: with its create revision, or without, when the revision
+ * is unknown or a request that may still land was sent for the key (a join
+ * whose answer was lost, a plain delete that failed); its name then stays
+ * taken for good.
+ */
 interface Orphan {
   readonly key: Buffer;
   readonly revision?: number;
