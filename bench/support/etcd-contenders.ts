@@ -57,7 +57,7 @@ export const LABELS: Record<ContenderId, string> = {
 };
 
 const EMPTY = Buffer.alloc(0);
-/** Long enough that no lease needs a keepalive during a run. */
+/** The session lease of the hand-written contenders, kept alive by etcd3 for as long as the taker lives (a run on a slow machine outlasts any fixed TTL). */
 const LEASE_TTL_S = 60;
 
 /** A taker for contender `id` on etcd at `hosts`, with its own client (its own connection), like a process of its own. */
@@ -90,7 +90,8 @@ function etcd3Lock(hosts: string[]): Taker {
 
 async function raw(hosts: string[]): Promise<Taker> {
   const client = new Etcd3({ hosts });
-  const lease = (await client.leaseClient.leaseGrant({ TTL: LEASE_TTL_S })).ID;
+  const session = client.lease(LEASE_TTL_S);
+  const lease = await session.grant();
   return {
     async acquire(name) {
       const key = Buffer.from(name);
@@ -102,7 +103,7 @@ async function raw(hosts: string[]): Promise<Taker> {
       return { release: () => client.kv.deleteRange({ key }) };
     },
     async close() {
-      await client.leaseClient.leaseRevoke({ ID: lease });
+      await session.revoke();
       client.close();
     },
   };
@@ -110,7 +111,8 @@ async function raw(hosts: string[]): Promise<Taker> {
 
 async function herd(hosts: string[]): Promise<Taker> {
   const client = new Etcd3({ hosts });
-  const lease = (await client.leaseClient.leaseGrant({ TTL: LEASE_TTL_S })).ID;
+  const session = client.lease(LEASE_TTL_S);
+  const lease = await session.grant();
   return {
     async acquire(name) {
       const key = Buffer.from(name);
@@ -124,7 +126,7 @@ async function herd(hosts: string[]): Promise<Taker> {
       }
     },
     async close() {
-      await client.leaseClient.leaseRevoke({ ID: lease });
+      await session.revoke();
       client.close();
     },
   };
@@ -132,7 +134,8 @@ async function herd(hosts: string[]): Promise<Taker> {
 
 async function fifoRecipe(hosts: string[]): Promise<Taker> {
   const client = new Etcd3({ hosts });
-  const lease = (await client.leaseClient.leaseGrant({ TTL: LEASE_TTL_S })).ID;
+  const session = client.lease(LEASE_TTL_S);
+  const lease = await session.grant();
   return {
     async acquire(name) {
       const prefix = Buffer.from(`${name}/`);
@@ -159,7 +162,7 @@ async function fifoRecipe(hosts: string[]): Promise<Taker> {
       }
     },
     async close() {
-      await client.leaseClient.leaseRevoke({ ID: lease });
+      await session.revoke();
       client.close();
     },
   };

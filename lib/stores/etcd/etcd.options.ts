@@ -36,7 +36,9 @@ export interface EtcdLockStoreOptions {
    * Any other etcd3 options for the client the store creates (`grpcOptions`,
    * `faultHandling`, `defaultCallOptions`), applied last. Default: none, except
    * a per-member circuit breaker that opens for 1 s instead of etcd3's 5 s
-   * (see etcd.host-breaker.ts).
+   * (see etcd.host-breaker.ts), and etcd3's retry policy with a count of
+   * re-sends (etcd.retry.ts). A `faultHandling.global` or a gRPC service
+   * config of yours makes release a compare-and-delete transaction.
    */
   etcdOptions?: Omit<IOptions, 'hosts'>;
   /** Start of every key the store writes, to keep them apart from the application's own. Default `'lock/'`. */
