@@ -34,20 +34,27 @@ export interface LockPath {
 }
 
 export function lockPath(keyPrefix: string, storeKey: string): LockPath {
-  const prefix = Buffer.from(`${keyPrefix}${escape(storeKey)}/`);
+  const text = `${keyPrefix}${escape(storeKey)}/`;
+  const length = Buffer.byteLength(text);
+  // One buffer of its own for both, not a slice of Node's shared 8 KiB pool,
+  // which a cached path would keep alive whole.
+  const both = Buffer.allocUnsafeSlow(2 * length);
+  both.write(text);
+  both.copy(both, length, 0, length);
+  const prefix = both.subarray(0, length);
+  const end = both.subarray(length);
   // The prefix ends in '/' (0x2f): the same bytes ending in '0' (0x30) sort
   // right after every key that starts with it.
-  const end = Buffer.from(prefix);
-  end[end.length - 1] = 0x30;
+  end[length - 1] = 0x30;
   return { prefix, end, text: prefix.toString('latin1') };
 }
 
 /**
- * The paths of the locks used lately, so a lock taken again (the usual case)
- * does not escape its key and build its buffers on every acquire: measured
- * in the uncontended benchmark, that was over a third of the store's own
- * time per acquire and release. Bounded: past `limit` locks, the oldest path
- * is dropped.
+ * The paths of up to `limit` locks, so a lock taken again (the usual case)
+ * does not escape its key and build its buffers on every acquire: profiled
+ * on the uncontended benchmark, that was over a third of the store's own
+ * time per acquire and release. Past `limit`, the path cached longest is
+ * dropped (and built again when its lock comes back).
  */
 export class LockPaths {
   private readonly paths = new Map<string, LockPath>();
@@ -68,9 +75,15 @@ export class LockPaths {
   }
 }
 
-/** The queue entry names one session has in use. */
+/**
+ * The queue entry names one session has in use. A name is freed only by the
+ * buffer `take` returned for it: a late free of a key whose name has been
+ * taken again since (a waiter that rejoined, an orphan retried) is a no-op,
+ * so two acquisitions can never hold one name.
+ */
 export class EntryNames {
-  private readonly used = new Set<string>();
+  /** Latin1 text of each name in use → the buffer handed out for it. */
+  private readonly used = new Map<string, Buffer>();
   private readonly base: string;
   private readonly baseBytes: Buffer;
 
@@ -85,15 +98,17 @@ export class EntryNames {
       const name = slot === 0 ? this.base : `${this.base}/${slot}`;
       const text = path.text + name;
       if (!this.used.has(text)) {
-        this.used.add(text);
-        return Buffer.concat([path.prefix, slot === 0 ? this.baseBytes : Buffer.from(name)]);
+        const key = Buffer.concat([path.prefix, slot === 0 ? this.baseBytes : Buffer.from(name)]);
+        this.used.set(text, key);
+        return key;
       }
     }
   }
 
-  /** The key under `key` is gone (deleted, or never written): its name may be taken again. */
+  /** The key `take` returned is gone (deleted, or never written): its name may be taken again. */
   free(key: Buffer): void {
-    this.used.delete(key.toString('latin1'));
+    const text = key.toString('latin1');
+    if (this.used.get(text) === key) this.used.delete(text);
   }
 }
 

@@ -37,8 +37,9 @@ export interface EtcdLockStoreOptions {
    * `faultHandling`, `defaultCallOptions`), applied last. Default: none, except
    * a per-member circuit breaker that opens for 1 s instead of etcd3's 5 s
    * (see etcd.host-breaker.ts), and etcd3's retry policy with a count of
-   * re-sends (etcd.retry.ts). A `faultHandling.global` or a gRPC service
-   * config of yours makes release a compare-and-delete transaction.
+   * re-sends (etcd.retry.ts). With any `etcdOptions`, the store cannot tell
+   * whether a request went out twice, and releases with a compare-and-delete
+   * transaction instead of a plain delete.
    */
   etcdOptions?: Omit<IOptions, 'hosts'>;
   /** Start of every key the store writes, to keep them apart from the application's own. Default `'lock/'`. */
@@ -135,17 +136,18 @@ export interface Connection {
 
 export function connect(options: EtcdLockStoreOptions, settings: Settings): Connection {
   if (options.client) return { client: options.client, owned: false };
-  const { faultHandling, grpcOptions } = options.etcdOptions ?? {};
-  // An application's own global policy, or a gRPC service config (which can
-  // ask gRPC to retry), may send a request twice without the store knowing.
-  const retry = faultHandling?.global === undefined && grpcOptions?.['grpc.service_config'] === undefined ? new CountedRetry() : undefined;
+  // Options of the application's may make a request go out twice unseen: its
+  // own retry or host policy, an interceptor, a gRPC service config. Without
+  // them, the store's policy is the only one that re-sends, and counts; a
+  // service config published in DNS for an etcd host name is not looked up.
+  const retry = options.etcdOptions === undefined ? new CountedRetry() : undefined;
   const client = new Etcd3({
     hosts: options.hosts as string | string[],
     dialTimeout: settings.dialTimeout,
     ...(options.credentials !== undefined && { credentials: options.credentials }),
     ...(options.auth !== undefined && { auth: options.auth }),
-    ...options.etcdOptions,
-    faultHandling: { host: () => hostBreaker(), ...(retry && { global: retry.policy }), ...faultHandling },
+    ...(retry ? { grpcOptions: { 'grpc.service_config_disable_resolution': 1 } } : options.etcdOptions),
+    faultHandling: { host: () => hostBreaker(), ...(retry && { global: retry.policy }), ...options.etcdOptions?.faultHandling },
   });
   return { client, owned: true, ...(retry && { retry }) };
 }

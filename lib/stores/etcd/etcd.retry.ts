@@ -2,15 +2,15 @@ import { isRecoverableError, type IOptions } from 'etcd3';
 
 type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
-/** etcd3's default: a request is tried at most this many times. */
-const ATTEMPTS = 3;
+/** etcd3's default (cockatiel's `maxAttempts: 3` counts retries): a first attempt and up to three more. */
+const ATTEMPTS = 4;
 
 /**
  * The retry policy of clients the store creates, and how the store knows
  * whether a request it sent may reach etcd twice.
  *
- * etcd3 sends a request again when an attempt fails on the network (three
- * attempts, at once, like etcd3's own default policy). An attempt that
+ * etcd3 sends a request again when an attempt fails on the network (up to
+ * three times, at once, as etcd3's own default policy does). An attempt that
  * failed may still have been applied, or may still be applied later: the
  * connection broke after etcd read it, or etcd proposed it just before
  * noticing. So a request sent again may take effect twice, the second time
@@ -21,9 +21,10 @@ const ATTEMPTS = 3;
  * `resent` counts the attempts after a first one, for every request of the
  * client. A request sent while `resent` stays the same, and answered, was
  * sent once. The store relies on this to release with a plain delete and
- * reuse the name at once (see `EtcdLockStore.release`); with a client
- * passed in, or a global policy of the application's, it cannot know, and
- * releases with a compare-and-delete instead.
+ * reuse the name at once (see `EtcdLockStore.release`). With a client
+ * passed in, or `etcdOptions` of the application's (a policy, an interceptor
+ * or a service config of its own may send a request again unseen), it
+ * cannot know, and releases with a compare-and-delete instead.
  *
  * etcd3 calls only `execute` on a global policy, and ignores the context
  * it passes; the rest of cockatiel's policy interface is never used, hence

@@ -120,7 +120,8 @@ export class EtcdLockStore implements LockStore {
       join: (waiter) => this.place(waiter.path, waiter.request, true) as Promise<Place>,
       check: (path, revision) => keysAhead(this.client.kv, path, revision, this.options()),
       granted: (waiter) => this.grant(waiter.request, waiter.session, waiter.key, waiter.revision, this.clock.now(), true),
-      leave: (waiter) => this.discard(waiter),
+      // A copy: the waiter's key changes when it joins again, and an orphan must keep the one it was given.
+      leave: (waiter) => this.discard({ key: waiter.key, revision: waiter.revision, session: waiter.session }),
       settled: (waiter) => this.waiters.delete(waiter),
     };
   }

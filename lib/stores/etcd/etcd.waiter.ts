@@ -144,11 +144,6 @@ export class Waiter {
     this.settle({ acquired: false });
   }
 
-  /** Read through a method: the compiler narrows `state` across awaits as if nothing could change it meanwhile. */
-  private leaving(): boolean {
-    return this.state === 'leaving';
-  }
-
   private take(position: Position): void {
     this.revision = position.revision;
     this.ahead = position.ahead;
@@ -170,9 +165,11 @@ export class Waiter {
           this.session = place.session;
           this.key = place.key;
           this.take(place.position);
-          // Gave up meanwhile: the key it left behind is this new one.
-          if (this.leaving()) void this.backend.leave(this);
-          if (this.state !== 'waiting') return;
+          // Gave up (or the store closed) meanwhile: the key left behind is this new one.
+          if (this.state !== 'waiting') {
+            void this.backend.leave(this);
+            return;
+          }
           this.rejoin = false;
           this.needCheck = false;
           continue;
