@@ -255,6 +255,26 @@ describe('EtcdLockStore', () => {
     }
   });
 
+  it('releases with a compare-and-delete on a client passed in, whose re-sends it cannot see, and reuses the name at once', async () => {
+    const proxy = await TcpProxy.start(Number(new URL(etcd.hosts[0] as string).port));
+    const client = new Etcd3({ hosts: proxy.url });
+    try {
+      const key = `passed-${randomUUID()}`;
+      const store = open({ client, sessionTtl: '30s' });
+      const first = request(key);
+      await grant(store, first);
+      const name = (await queueOf(key))[0]?.key;
+      const cut = proxy.withholdAnswersThenCut(200);
+      await store.release(key, first.owner);
+      await cut;
+      await grant(store, request(key));
+      assert.equal((await queueOf(key))[0]?.key, name, 'a late copy of a compare-and-delete cannot touch the next key, so the name is free');
+    } finally {
+      client.close();
+      await proxy.stop();
+    }
+  });
+
   it('never promises a lock past its own ttl or the session lease etcd last confirmed', async () => {
     const store = open();
     const clock = store.clock;
