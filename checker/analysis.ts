@@ -13,7 +13,12 @@ export interface Fault {
 
 export interface History {
   sections: SectionEvent[];
-  /** Sections cut short by SIGKILL: entered, never left. */
+  /**
+   * Holders killed with SIGKILL, with the section the checker believed them
+   * in. A worker may have left that section, and even released the lock,
+   * before the kill: its report was still on its way. Such a section counts
+   * as reported, and the kill as a death of no holder.
+   */
   killed: { enter: EnterEvent; at: number }[];
   ops: ResourceOp[];
   faults: Fault[];
@@ -86,9 +91,12 @@ export function analyse(history: History): Findings {
   for (const s of history.sections) {
     add(s.key, { worker: s.worker, token: s.token, start: s.start, end: s.end, toldAt: Math.min(s.abortedAt ?? Infinity, s.deadline) });
   }
-  for (const { enter, at } of history.killed) {
+  const reported = new Set(history.sections.map((s) => `${s.worker}:${s.start}`));
+  const holderKills = history.killed.filter(({ enter }) => !reported.has(`${enter.worker}:${enter.start}`));
+  for (const { enter, at } of holderKills) {
     add(enter.key, { worker: enter.worker, token: enter.token, start: enter.start, end: at, toldAt: Math.min(at, enter.deadline) });
   }
+  const killedHolders = new Set(holderKills.map(({ enter }) => enter.worker));
 
   const overlaps: Overlap[] = [];
   let tokenRegressions = 0;
@@ -135,7 +143,7 @@ export function analyse(history: History): Findings {
   const resets = history.faults.filter((f) => history.leaseResets?.includes(f.kind));
   const outages = history.faults.filter((f) => history.outages?.includes(f.kind));
   for (const fault of history.faults) {
-    if (fault.kind !== 'kill-holder' || fault.key === undefined) continue;
+    if (fault.kind !== 'kill-holder' || fault.key === undefined || !killedHolders.has(fault.worker as number)) continue;
     const next = (byKey.get(fault.key) ?? []).find((s) => s.start > fault.at && s.worker !== fault.worker);
     const until = next?.start ?? history.endedAt;
     const resetsSince = resets.filter((f) => f.at < until && (f.until ?? f.at) > fault.at).map((f) => Math.min(f.until ?? f.at, until));
