@@ -275,6 +275,22 @@ describe('EtcdLockStore', () => {
     }
   });
 
+  it('deletes a key of its lease that no acquisition holds (a late copy of a join), and keeps the held ones', async () => {
+    const store = open();
+    const key = `stray-${randomUUID()}`;
+    const held = request(key);
+    await grant(store, held);
+    const entry = (await queueOf(key))[0];
+    assert.ok(entry);
+    // What a join's copy that landed after its acquisition ended leaves: a key under the lease, in a slot nobody holds.
+    const strays = [`${entry.key}/7`, `lock/other-${randomUUID()}/${entry.key.split('/').pop()}`];
+    for (const stray of strays) await admin.put(stray).value('').lease(entry.lease).exec();
+    await waitFor(async () => (await Promise.all(strays.map((stray) => admin.get(stray).string()))).every((value) => value === null), 5_000, 'strays deleted');
+    assert.equal((await queueOf(key))[0]?.key, entry.key, 'the held key stays');
+    const [renewed] = await store.renew([{ key, owner: held.owner, ttl: 5_000 }]);
+    assert.equal(renewed?.renewed, true, 'and the lock with it');
+  });
+
   it('never promises a lock past its own ttl or the session lease etcd last confirmed', async () => {
     const store = open();
     const clock = store.clock;

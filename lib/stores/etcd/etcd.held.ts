@@ -89,12 +89,6 @@ export class HeldLocks {
     for (const lock of [...this.locks.values()]) if (lock.session === session) this.lose(lock, 'session-lost');
   }
 
-  /** True when some lock is held under `session`. */
-  under(session: Session): boolean {
-    for (const lock of this.locks.values()) if (lock.session === session) return true;
-    return false;
-  }
-
   /**
    * Applies an audit of the session's lease: a lock whose key existed by
    * `revision` but is not among the lease's keys was deleted (or taken over)

@@ -105,6 +105,11 @@ export class EntryNames {
     }
   }
 
+  /** Whether some acquisition of this session holds the name of the key whose latin1 text is `text`. */
+  inUse(text: string): boolean {
+    return this.used.has(text);
+  }
+
   /** The key `take` returned is gone (deleted, or never written): its name may be taken again. */
   free(key: Buffer): void {
     const text = key.toString('latin1');

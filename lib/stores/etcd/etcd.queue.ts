@@ -134,6 +134,18 @@ export async function remove(kv: KVClient, key: Buffer, revision: number, option
 }
 
 /**
+ * Deletes `key` if it was created at `revision` or before: a key the audit
+ * found under the session's lease at `revision` with a name no acquisition
+ * uses, so a key the name may have been given since is left alone.
+ */
+export async function removeStray(kv: KVClient, key: Buffer, revision: number, options: RequestOptions): Promise<void> {
+  await kv.txn(
+    { compare: [{ key, target: 'Create', result: 'Less', create_revision: revision + 1 }], success: [{ request_delete_range: { key } }] },
+    options,
+  );
+}
+
+/**
  * Deletes whatever key has this name, resolving whether there was one: for
  * a key whose create revision is unknown (its transaction failed without an
  * answer), or whose name no other key can carry meanwhile. Safe only while

@@ -12,7 +12,7 @@ import type {
 import { HeldLocks, type HeldLock } from './etcd.held.js';
 import { LockPaths, type LockPath } from './etcd.keys.js';
 import { connect, describeTarget, settingsFrom, type EtcdLockStoreOptions, type Settings } from './etcd.options.js';
-import { enqueue, keepAlone, keysAhead, mark, remove, removeName, type RequestOptions } from './etcd.queue.js';
+import { enqueue, keepAlone, keysAhead, mark, remove, removeName, removeStray, type RequestOptions } from './etcd.queue.js';
 import type { CountedRetry } from './etcd.retry.js';
 import { Session, type SessionEvents } from './etcd.session.js';
 import { Waiter, type Place, type WaiterBackend } from './etcd.waiter.js';
@@ -64,7 +64,8 @@ import { WatchHub } from './etcd.watch-hub.js';
  *   lock under it is reported lost at once (`session-lost`) and waiters
  *   queue again on a new session. An answer that the lease is gone ends it
  *   at once. A key deleted by someone else is found by an audit of the
- *   lease's keys every keepalive interval (`not-owner`); a waiter whose own
+ *   lease's keys every keepalive interval (`not-owner`), which also deletes
+ *   keys of the lease that no acquisition holds (late copies of a join); a waiter whose own
  *   key was deleted while it waited, and which then took over, learns it
  *   from its owner mark failing, one round trip later. Either way fencing
  *   tokens protect the resource: the next owner's token is higher.
@@ -336,7 +337,7 @@ export class EtcdLockStore implements LockStore {
   /** Every keepalive: retry deletions etcd missed, and audit the lease's keys. */
   private beat(session: Session): void {
     for (const orphan of this.orphans.values()) void this.discard(orphan);
-    if (this.auditing || (!this.held.under(session) && ![...this.waiters].some((waiter) => waiter.session === session))) return;
+    if (this.auditing) return;
     this.auditing = true;
     session
       .keys()
@@ -348,6 +349,13 @@ export class EtcdLockStore implements LockStore {
             if (waiter.session !== session || waiter.revision > found.revision || found.keys.has(waiter.key.toString('latin1'))) continue;
             // Only the waiter's first notice frees the name: on a later one the name may carry its next key.
             if (waiter.lost()) session.names.free(waiter.key);
+          }
+          // A key of the lease whose name no acquisition holds: a late copy
+          // of a join, applied after its acquisition ended (etcd.retry.ts).
+          // Left alone, it would stand first in its lock's queue until the
+          // session ends.
+          for (const text of found.keys) {
+            if (!session.names.inUse(text)) removeStray(this.client.kv, Buffer.from(text, 'latin1'), found.revision, this.options()).catch(() => {});
           }
         },
         () => {},
