@@ -14,10 +14,9 @@ export interface Fault {
 export interface History {
   sections: SectionEvent[];
   /**
-   * Holders killed with SIGKILL, with the section the checker believed them
-   * in. A worker may have left that section, and even released the lock,
-   * before the kill: its report was still on its way. Such a section counts
-   * as reported, and the kill as a death of no holder.
+   * Workers killed inside a section (SIGKILL), with that section: entered,
+   * never left. Known only once the worker's reports have all arrived (see
+   * checker/main.ts).
    */
   killed: { enter: EnterEvent; at: number }[];
   ops: ResourceOp[];
@@ -91,12 +90,9 @@ export function analyse(history: History): Findings {
   for (const s of history.sections) {
     add(s.key, { worker: s.worker, token: s.token, start: s.start, end: s.end, toldAt: Math.min(s.abortedAt ?? Infinity, s.deadline) });
   }
-  const reported = new Set(history.sections.map((s) => `${s.worker}:${s.start}`));
-  const holderKills = history.killed.filter(({ enter }) => !reported.has(`${enter.worker}:${enter.start}`));
-  for (const { enter, at } of holderKills) {
+  for (const { enter, at } of history.killed) {
     add(enter.key, { worker: enter.worker, token: enter.token, start: enter.start, end: at, toldAt: Math.min(at, enter.deadline) });
   }
-  const killedHolders = new Set(holderKills.map(({ enter }) => enter.worker));
 
   const overlaps: Overlap[] = [];
   let tokenRegressions = 0;
@@ -143,7 +139,7 @@ export function analyse(history: History): Findings {
   const resets = history.faults.filter((f) => history.leaseResets?.includes(f.kind));
   const outages = history.faults.filter((f) => history.outages?.includes(f.kind));
   for (const fault of history.faults) {
-    if (fault.kind !== 'kill-holder' || fault.key === undefined || !killedHolders.has(fault.worker as number)) continue;
+    if (fault.kind !== 'kill-holder' || fault.key === undefined) continue;
     const next = (byKey.get(fault.key) ?? []).find((s) => s.start > fault.at && s.worker !== fault.worker);
     const until = next?.start ?? history.endedAt;
     const resetsSince = resets.filter((f) => f.at < until && (f.until ?? f.at) > fault.at).map((f) => Math.min(f.until ?? f.at, until));

@@ -56,7 +56,12 @@ interface Worker {
 }
 const workers = new Map<number, Worker>();
 const sections: SectionEvent[] = [];
-const killed: History['killed'] = [];
+/**
+ * Kills, with the worker and its fault. Which section the worker was in is
+ * read only after the run: when the kill was chosen, its reports of leaving
+ * one section (and entering the next) may still have been on their way.
+ */
+const kills: { worker: Worker; at: number; fault: Fault }[] = [];
 const faults: Fault[] = [];
 const counts = { busy: 0, storeErrors: 0, crashed: 0 };
 let nextId = 0;
@@ -103,8 +108,9 @@ const holderFaults: Record<string, () => Promise<void>> = {
     if (!worker?.current) return;
     const at = hostNow();
     worker.process.kill('SIGKILL');
-    killed.push({ enter: worker.current, at });
-    faults.push({ kind: 'kill-holder', at, worker: worker.id, key: worker.current.key });
+    const fault: Fault = { kind: 'kill-holder', at, worker: worker.id };
+    kills.push({ worker, at, fault });
+    faults.push(fault);
     workers.delete(worker.id);
     spawnWorker();
   },
@@ -148,6 +154,15 @@ for (const worker of stragglers) {
 }
 await resource.stop();
 await target.stop();
+
+// Every killed worker's reports have arrived by now (its channel closed long
+// ago): the section it was in when killed is its last one entered and not left.
+const killed: History['killed'] = [];
+for (const { worker, at, fault } of kills) {
+  if (!worker.current) continue; // it had left its section: it held nothing
+  killed.push({ enter: worker.current, at });
+  fault.key = worker.current.key;
+}
 
 const findings = analyse({
   sections,

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { analyse, type History } from '../../checker/analysis.js';
-import type { EnterEvent } from '../../checker/protocol.js';
 import { runUntilExit } from '../support/run-node.js';
 
 const main = fileURLToPath(new URL('../../checker/main.js', import.meta.url));
@@ -11,29 +9,6 @@ const main = fileURLToPath(new URL('../../checker/main.js', import.meta.url));
 const check = (args: string[], testTimeout: number) => runUntilExit(main, args, testTimeout - 10_000);
 
 describe('the mutual-exclusion checker', () => {
-  it('takes a killed worker\'s section to end at the kill only if the worker never reported leaving it', () => {
-    // Worker 0 leaves its section at 5 and releases; worker 1 enters at 6; the
-    // kill of worker 0, chosen while its report was on its way, comes at 7.
-    const enter: EnterEvent = { type: 'enter', worker: 0, key: 'k', token: 1, start: 0, deadline: 1_000 };
-    const history = (reported: boolean): History => ({
-      sections: [
-        ...(reported ? [{ ...enter, type: 'section' as const, end: 5, write: 'accepted' as const }] : []),
-        { type: 'section', worker: 1, key: 'k', token: 2, start: 6, end: 10, deadline: 1_006, write: 'accepted' },
-      ],
-      killed: [{ enter, at: 7 }],
-      ops: [],
-      faults: [{ kind: 'kill-holder', at: 7, worker: 0, key: 'k' }],
-      finalValues: new Map(),
-      seconds: 1,
-      endedAt: 20,
-    });
-    const afterLeaving = analyse(history(true));
-    assert.deepEqual(afterLeaving.overlaps, [], 'the section ended when the worker said');
-    assert.deepEqual(afterLeaving.deathToNext, [], 'the kill freed no lock');
-    const inside = analyse(history(false));
-    assert.equal(inside.overlaps.length, 1, 'killed inside its section: the section lasts until the kill');
-  });
-
   it('finds overlaps, stale writes and lost updates when the lock does not exclude across processes', { timeout: 120_000 }, async () => {
     const { code, output } = await check(['--store', 'memory-per-process', '--seconds', '6', '--seed', '7'], 120_000);
     assert.equal(code, 1, output);

@@ -105,9 +105,16 @@ export class EntryNames {
     }
   }
 
-  /** Whether some acquisition of this session holds the name of the key whose latin1 text is `text`. */
-  inUse(text: string): boolean {
-    return this.used.has(text);
+  /**
+   * Takes the name of the key whose latin1 text is `text`, if no acquisition
+   * of this session holds it: its buffer, to free it with; `undefined` when
+   * the name is in use.
+   */
+  claim(text: string): Buffer | undefined {
+    if (this.used.has(text)) return undefined;
+    const key = Buffer.from(text, 'latin1');
+    this.used.set(text, key);
+    return key;
   }
 
   /** The key `take` returned is gone (deleted, or never written): its name may be taken again. */

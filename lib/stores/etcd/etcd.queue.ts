@@ -135,8 +135,8 @@ export async function remove(kv: KVClient, key: Buffer, revision: number, option
 
 /**
  * Deletes `key` if it was created at `revision` or before: a key the audit
- * found under the session's lease at `revision` with a name no acquisition
- * uses, so a key the name may have been given since is left alone.
+ * found under the session's lease at `revision`, whose name the store took
+ * so that no acquisition can take the key over meanwhile.
  */
 export async function removeStray(kv: KVClient, key: Buffer, revision: number, options: RequestOptions): Promise<void> {
   await kv.txn(

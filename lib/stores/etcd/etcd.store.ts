@@ -350,17 +350,33 @@ export class EtcdLockStore implements LockStore {
             // Only the waiter's first notice frees the name: on a later one the name may carry its next key.
             if (waiter.lost()) session.names.free(waiter.key);
           }
-          // A key of the lease whose name no acquisition holds: a late copy
-          // of a join, applied after its acquisition ended (etcd.retry.ts).
-          // Left alone, it would stand first in its lock's queue until the
-          // session ends.
           for (const text of found.keys) {
-            if (!session.names.inUse(text)) removeStray(this.client.kv, Buffer.from(text, 'latin1'), found.revision, this.options()).catch(() => {});
+            const stray = session.names.claim(text);
+            if (stray) void this.removeStray(session, stray, found.revision);
           }
         },
         () => {},
       )
       .finally(() => (this.auditing = false));
+  }
+
+  /**
+   * Deletes a key of the lease whose name no acquisition held at the audit
+   * (`revision`): a late copy of a join, applied after its acquisition ended
+   * (etcd.retry.ts), which would otherwise stand first in its lock's queue
+   * until the session ends. The name is taken for the while: a new
+   * acquisition under it would take the key over as its own (etcd.queue.ts),
+   * and the delete would then land on a live lock. If etcd cannot be asked,
+   * a copy of the delete may still land, so the name stays taken for good
+   * and the key is deleted by name at a later keepalive.
+   */
+  private async removeStray(session: Session, key: Buffer, revision: number): Promise<void> {
+    try {
+      await removeStray(this.client.kv, key, revision, this.options());
+      session.names.free(key);
+    } catch {
+      if (!this.closed) this.orphans.set(key.toString('latin1'), { key, session });
+    }
   }
 
   /**
