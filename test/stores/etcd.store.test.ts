@@ -230,7 +230,7 @@ describe('EtcdLockStore', () => {
   });
 
   it('reuses a released name only when its delete was sent once, so no late copy can delete the next key', async () => {
-    const proxy = await TcpProxy.start(Number(new URL(etcd.hosts[0] as string).port));
+    const proxy = await TcpProxy.start(etcd.hosts[0] as string);
     try {
       const key = `resent-${randomUUID()}`;
       const store = open({ hosts: proxy.url, sessionTtl: '30s' });
@@ -256,7 +256,7 @@ describe('EtcdLockStore', () => {
   });
 
   it('releases with a compare-and-delete on a client passed in, whose re-sends it cannot see, and reuses the name at once', async () => {
-    const proxy = await TcpProxy.start(Number(new URL(etcd.hosts[0] as string).port));
+    const proxy = await TcpProxy.start(etcd.hosts[0] as string);
     const client = new Etcd3({ hosts: proxy.url });
     try {
       const key = `passed-${randomUUID()}`;

@@ -12,7 +12,9 @@ export class TcpProxy {
 
   private constructor(private readonly listener: Server) {}
 
-  static async start(targetPort: number): Promise<TcpProxy> {
+  /** A relay to the server at `target` (a URL on loopback, such as `http://127.0.0.1:2379`). */
+  static async start(target: string): Promise<TcpProxy> {
+    const targetPort = Number(new URL(target).port);
     let proxy: TcpProxy | undefined;
     const listener = createServer((client) => proxy?.relay(client, targetPort));
     proxy = new TcpProxy(listener);
@@ -36,19 +38,20 @@ export class TcpProxy {
     this.withholding = true;
     await sleep(ms);
     this.withholding = false;
+    this.cutAll();
+  }
+
+  async stop(): Promise<void> {
+    this.cutAll();
+    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
+  }
+
+  private cutAll(): void {
     for (const { client, server } of this.pairs) {
       client.destroy();
       server.destroy();
     }
     this.pairs.clear();
-  }
-
-  async stop(): Promise<void> {
-    for (const { client, server } of this.pairs) {
-      client.destroy();
-      server.destroy();
-    }
-    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 
   private relay(client: Socket, targetPort: number): void {

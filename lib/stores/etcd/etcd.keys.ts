@@ -33,7 +33,7 @@ export interface LockPath {
   readonly text: string;
 }
 
-export function lockPath(keyPrefix: string, storeKey: string): LockPath {
+function lockPath(keyPrefix: string, storeKey: string): LockPath {
   const text = `${keyPrefix}${escape(storeKey)}/`;
   const length = Buffer.byteLength(text);
   // One buffer of its own for both, not a slice of Node's shared 8 KiB pool,

@@ -65,9 +65,9 @@ import { WatchHub } from './etcd.watch-hub.js';
  *   queue again on a new session. An answer that the lease is gone ends it
  *   at once. A key deleted by someone else is found by an audit of the
  *   lease's keys every keepalive interval (`not-owner`), which also deletes
- *   keys of the lease that no acquisition holds (late copies of a join); a waiter whose own
- *   key was deleted while it waited, and which then took over, learns it
- *   from its owner mark failing, one round trip later. Either way fencing
+ *   keys of the lease that no acquisition holds (late copies of a join); a
+ *   waiter whose own key was deleted while it waited, and which then took
+ *   over, learns it from its owner mark failing, one round trip later. Either way fencing
  *   tokens protect the resource: the next owner's token is higher.
  *
  * @example
@@ -352,7 +352,7 @@ export class EtcdLockStore implements LockStore {
           }
           for (const text of found.keys) {
             const stray = session.names.claim(text);
-            if (stray) void this.removeStray(session, stray, found.revision);
+            if (stray) void this.discardStray(session, stray, found.revision);
           }
         },
         () => {},
@@ -370,7 +370,7 @@ export class EtcdLockStore implements LockStore {
    * a copy of the delete may still land, so the name stays taken for good
    * and the key is deleted by name at a later keepalive.
    */
-  private async removeStray(session: Session, key: Buffer, revision: number): Promise<void> {
+  private async discardStray(session: Session, key: Buffer, revision: number): Promise<void> {
     try {
       await removeStray(this.client.kv, key, revision, this.options());
       session.names.free(key);
