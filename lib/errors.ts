@@ -48,6 +48,12 @@ export type LockLostReason =
   | 'not-owner'
   /** The store's session (an etcd lease, a bus connection) that carried the lock ended. */
   | 'session-lost'
+  /**
+   * The application shut down while the lock was still held (its section
+   * outran `shutdownTimeout`): nobody renews it any more, and its lease runs
+   * out in the store instead of being released or handed on.
+   */
+  | 'shutdown'
   /** The holder released it; the signal aborts with this reason too. */
   | 'released';
 
@@ -77,6 +83,8 @@ export class LockLostError extends LockError {
         return `Lock "${key}" was lost: the store reports another owner holds it now; stop writing and fence every write with the lock's fencingToken`;
       case 'session-lost':
         return `Lock "${key}" was lost: the store session that carried it ended; stop writing and fence every write with the lock's fencingToken`;
+      case 'shutdown':
+        return `Lock "${key}" is no longer renewed: the application shut down while it was held, so its lease runs out in the store; stop writing and fence every write with the lock's fencingToken`;
     }
   }
 }
@@ -121,6 +129,46 @@ export function refuseUnknownOptions(options: object, known: ReadonlySet<string>
  */
 export class LockStoreError extends LockError {
   readonly code = 'LOCK_STORE_ERROR';
+}
+
+/**
+ * The application is shutting down: `LockModule` grants no more locks, and
+ * a caller still waiting for one is answered at once with this error instead
+ * of waiting out its `wait`. An HTTP caller receives 503 Service
+ * Unavailable, which load balancers retry on another instance.
+ */
+export class LockShutdownError extends LockError {
+  readonly code = 'LOCK_SHUTDOWN';
+
+  constructor(
+    /** The key as the application named it. */
+    readonly key: string,
+  ) {
+    super(
+      `Lock ${describeValue(key)} was not granted: the application is shutting down, and LockModule grants no locks from the start of its shutdown; retry on another instance`,
+    );
+  }
+}
+
+/**
+ * A lock call asked for a key that the same call chain already holds (a
+ * `@WithLock` method calling another one on the same key, or `withLock`
+ * inside `withLock`). Locks are not re-entrant: waiting would wait for
+ * itself, so the call fails at once instead.
+ */
+export class LockReentryError extends LockError {
+  readonly code = 'LOCK_REENTRY';
+
+  constructor(
+    /** The key as the application named it. */
+    readonly key: string,
+    where: string,
+  ) {
+    super(
+      `${where}: lock ${describeValue(key)} is already held by this call chain, and locks are not re-entrant; ` +
+        'take it once in the outermost call and call the inner code without its own lock (LockService.current() tells the inner code it runs under the lock)',
+    );
+  }
 }
 
 /**

@@ -19,6 +19,8 @@ export {
   InvalidLockOptionError,
   LockStoreError,
   LockModuleMissingError,
+  LockShutdownError,
+  LockReentryError,
   type LockLostReason,
 } from './errors.js';
 export type { Duration } from './duration.js';

@@ -1,6 +1,7 @@
 import {
   applyDecorators,
   ConflictException,
+  ServiceUnavailableException,
   Inject,
   Injectable,
   Optional,
@@ -13,8 +14,9 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import { Observable, catchError, defer, mergeMap, throwError } from 'rxjs';
+import { holdWhileSubscribed } from './lock-stream.js';
 import { toMilliseconds, type Duration } from './duration.js';
-import { InvalidLockKeyError, LockLostError, LockUnavailableError, describeValue } from './errors.js';
+import { InvalidLockKeyError, LockShutdownError, LockUnavailableError, describeValue } from './errors.js';
 import { MAX_KEY_LENGTH, validateKey } from './key.js';
 import type { LockHandle } from './lock.js';
 import { LockService } from './lock.service.js';
@@ -118,7 +120,11 @@ export class LockInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const route = this.reflector.getAllAndOverride<RouteLock | undefined>(ROUTE_LOCK, [context.getHandler(), context.getClass()]);
     if (!route) return next.handle();
-    return defer(() => this.take(context, route)).pipe(mergeMap((lock) => this.holdDuring(lock, next)));
+    return defer(() => this.take(context, route)).pipe(
+      // next.handle() captures the async context when it is called, so the
+      // handler sees this lock through LockService.current().
+      mergeMap((lock) => holdWhileSubscribed(this.locks, lock, () => next.handle(), () => this.locks.releaseQuietly(lock))),
+    );
   }
 
   private async take(context: ExecutionContext, route: RouteLock): Promise<LockHandle> {
@@ -132,36 +138,19 @@ export class LockInterceptor implements NestInterceptor {
         cause: error,
       });
     }
-    const taken = await this.locks.take(validateKey(key, where), { ttl: route.ttl, wait: route.wait });
+    const taken = await this.locks.take(validateKey(key, where), { ttl: route.ttl, wait: route.wait }, where);
     if (taken instanceof LockUnavailableError) throw taken;
     return taken;
-  }
-
-  /** Subscribes to the handler with the lock as the current lock, and releases on completion, error or unsubscribe. */
-  private holdDuring(lock: LockHandle, next: CallHandler): Observable<unknown> {
-    return new Observable((subscriber) => {
-      const onLost = () => {
-        const reason: unknown = lock.signal.reason;
-        if (reason instanceof LockLostError && reason.reason !== 'released') subscriber.error(reason);
-      };
-      lock.signal.addEventListener('abort', onLost, { once: true });
-      // next.handle() captures the async context when it is called, so the
-      // handler sees this lock through LockService.current().
-      const subscription = this.locks.runWith(lock, () => next.handle()).subscribe(subscriber);
-      return () => {
-        lock.signal.removeEventListener('abort', onLost);
-        subscription.unsubscribe();
-        void this.locks.releaseQuietly(lock);
-      };
-    });
   }
 }
 
 /**
  * Registered globally by `LockModule`: turns a `LockUnavailableError` that
  * reaches an HTTP response into 409 Conflict, with `Retry-After` when the
- * store could estimate it. The body does not name the lock key, which is an
- * internal name; other transports receive the error as it is.
+ * store could estimate it, and a `LockShutdownError` into 503 Service
+ * Unavailable (this instance is going away; another one can serve the
+ * request). The body does not name the lock key, which is an internal name;
+ * other transports receive the error as it is.
  */
 @Injectable()
 export class LockConflictInterceptor implements NestInterceptor {
@@ -171,6 +160,11 @@ export class LockConflictInterceptor implements NestInterceptor {
     if (context.getType() !== 'http') return next.handle();
     return next.handle().pipe(
       catchError((error: unknown) => {
+        if (error instanceof LockShutdownError) {
+          return throwError(
+            () => new ServiceUnavailableException('This instance is shutting down; retry the request', { cause: error }),
+          );
+        }
         if (!(error instanceof LockUnavailableError)) return throwError(() => error);
         const adapter = this.adapterHost?.httpAdapter;
         if (error.retryAfter !== undefined && adapter) {

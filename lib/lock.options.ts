@@ -32,6 +32,17 @@ export interface LockModuleOptions {
    * passed in or a `MemoryLockStore` you made (you may keep using them).
    */
   closeStore?: boolean;
+  /**
+   * How long shutdown waits for the locks still held to be released by the
+   * code that holds them (a cron job, a handler, a `withLock` callback) before
+   * it stops waiting. A lock still held then is not released and not handed
+   * on: it stays renewed while the application finishes closing, then its
+   * lease is left to run out in the store, and an error names it. Default
+   * 10s: within the 30 s that Kubernetes and most process managers give a
+   * process between SIGTERM and SIGKILL, with room left for the HTTP server
+   * to drain.
+   */
+  shutdownTimeout?: Duration;
 }
 
 /** Options after validation, with defaults applied. */
@@ -41,11 +52,13 @@ export interface LockSettings {
   readonly wait: number;
   readonly keyPrefix: string;
   readonly closeStore: boolean;
+  readonly shutdownTimeout: number;
 }
 
 export const DEFAULT_TTL_MS = 30_000;
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-const KNOWN = new Set(['store', 'ttl', 'wait', 'keyPrefix', 'closeStore', 'isGlobal']);
+const KNOWN = new Set(['store', 'ttl', 'wait', 'keyPrefix', 'closeStore', 'shutdownTimeout', 'isGlobal']);
 
 /** Validates module options at bootstrap, so a mistake stops the app before the first lock. */
 export function resolveSettings(options: LockModuleOptions | undefined): LockSettings {
@@ -80,6 +93,10 @@ export function resolveSettings(options: LockModuleOptions | undefined): LockSet
     wait: given.wait === undefined ? 0 : toMilliseconds(given.wait, 'LockModule option "wait"', true),
     keyPrefix: given.keyPrefix ?? '',
     closeStore: given.closeStore ?? (created || given.store?.ownsConnection === true),
+    shutdownTimeout:
+      given.shutdownTimeout === undefined
+        ? DEFAULT_SHUTDOWN_TIMEOUT_MS
+        : toMilliseconds(given.shutdownTimeout, 'LockModule option "shutdownTimeout"', true),
   };
 }
 

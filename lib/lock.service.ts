@@ -1,9 +1,24 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  Optional,
+  type BeforeApplicationShutdown,
+  type OnApplicationShutdown,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import { systemClock, type Clock } from './clock.js';
 import { toMilliseconds, type Duration } from './duration.js';
-import { LockModuleMissingError, LockStoreError, LockUnavailableError, type LockLostError } from './errors.js';
+import {
+  LockModuleMissingError,
+  LockReentryError,
+  LockShutdownError,
+  LockUnavailableError,
+  describeValue,
+  type LockLostError,
+} from './errors.js';
 import { keySpace, validateKey } from './key.js';
 import { LockHandle, storeFailure, type Lock, type LockOwner } from './lock.js';
 import type { LockSettings } from './lock.options.js';
@@ -24,8 +39,12 @@ export interface AcquireOptions {
 /** Listener of lock losses: see {@link LockService.onLost}. */
 export type LockLostListener = (lock: Lock, error: LockLostError) => void;
 
-/** The lock of the enclosing `@WithLock` / `withLock` call, shared by every service in the process. */
-const currentLock = new AsyncLocalStorage<Lock>();
+/**
+ * The lock of the enclosing `@WithLock` / `withLock` / `@LockRoute` call,
+ * shared by every service in the process; the locks further out in the call
+ * chain are reached through {@link LockHandle.outer}.
+ */
+const currentLock = new AsyncLocalStorage<LockHandle>();
 
 /** Services alive in this process, for `@WithLock` methods on instances the explorer did not see. */
 export const activeServices = new Set<LockService>();
@@ -46,7 +65,7 @@ const storeUsers = new WeakMap<LockStore, number>();
  * }
  */
 @Injectable()
-export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShutdown {
+export class LockService implements LockOwner, OnModuleDestroy, BeforeApplicationShutdown, OnApplicationShutdown {
   readonly store: LockStore;
   readonly clock: Clock;
   private readonly scheduler: RenewalScheduler;
@@ -62,6 +81,10 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
   private ownerSeq = 0;
   /** True once the module began shutting down; later locks are refused. @internal */
   stopped = false;
+  /** Every wait in progress and its key, so shutdown can end them at once. */
+  private readonly waits = new Map<AbortController, string>();
+  /** Called when the last held lock ends, while shutdown waits for that. */
+  private onDrained?: () => void;
 
   readonly settings: LockSettings;
 
@@ -88,7 +111,7 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
    * await using lock = await locks.acquire('reports:daily', { ttl: '2m', wait: '10s' });
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<Lock> {
-    const result = await this.take(validateKey(key, 'LockService.acquire'), options);
+    const result = await this.take(validateKey(key, 'LockService.acquire'), options, 'LockService.acquire');
     if (result instanceof LockUnavailableError) throw result;
     return result;
   }
@@ -102,7 +125,7 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
    * if (!lock) return; // someone else is rebuilding
    */
   async tryAcquire(key: string, options: AcquireOptions = {}): Promise<Lock | null> {
-    const result = await this.take(validateKey(key, 'LockService.tryAcquire'), options);
+    const result = await this.take(validateKey(key, 'LockService.tryAcquire'), options, 'LockService.tryAcquire');
     return result instanceof LockUnavailableError ? null : result;
   }
 
@@ -114,9 +137,11 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
    * const total = await locks.withLock(`cart:${id}`, () => this.carts.checkout(id), { wait: '2s' });
    */
   async withLock<T>(key: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions = {}): Promise<T> {
-    const lock = await this.acquire(key, options);
+    const result = await this.take(validateKey(key, 'LockService.withLock'), options, 'LockService.withLock');
+    if (result instanceof LockUnavailableError) throw result;
+    const lock = result;
     try {
-      return await currentLock.run(lock, fn, lock);
+      return await this.runWith(lock, () => fn(lock));
     } finally {
       await this.releaseQuietly(lock);
     }
@@ -148,18 +173,42 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
   /**
    * Takes `key` (already validated) or says why not. Waits in the store when
    * it can wait by itself; otherwise re-tries with a bounded, jittered delay.
+   * `where` names the caller in errors and in the shutdown log.
    * @internal
    */
-  async take(key: string, options: AcquireOptions): Promise<LockHandle | LockUnavailableError> {
-    if (this.stopped) {
-      throw new LockStoreError(`Cannot lock "${key}": LockModule has shut down; take locks only while the application runs`);
-    }
+  async take(key: string, options: AcquireOptions, where: string): Promise<LockHandle | LockUnavailableError> {
+    if (this.stopped) throw new LockShutdownError(key);
     const ttl = options.ttl === undefined ? this.settings.ttl : toMilliseconds(options.ttl, `ttl of lock "${key}"`);
     const wait =
       options.wait === undefined ? this.settings.wait : toMilliseconds(options.wait, `wait of lock "${key}"`, true);
-    const { signal } = options;
-    signal?.throwIfAborted();
     const storeKey = this.keySpace + key;
+    this.refuseReentry(key, storeKey, where);
+    options.signal?.throwIfAborted();
+    if (wait === 0) return this.attempts(key, storeKey, ttl, 0, options.signal, where);
+    // A wait listens to a signal of its own, which the caller's aborts and
+    // shutdown aborts too: a caller still waiting when the application
+    // stops is answered at once, not at the end of its wait.
+    const controller = new AbortController();
+    const { signal } = options;
+    const relay = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', relay, { once: true });
+    this.waits.set(controller, key);
+    try {
+      return await this.attempts(key, storeKey, ttl, wait, controller.signal, where);
+    } finally {
+      this.waits.delete(controller);
+      signal?.removeEventListener('abort', relay);
+    }
+  }
+
+  private async attempts(
+    key: string,
+    storeKey: string,
+    ttl: number,
+    wait: number,
+    signal: AbortSignal | undefined,
+    where: string,
+  ): Promise<LockHandle | LockUnavailableError> {
     const waitUntil = wait === 0 ? 0 : this.clock.now() + wait;
     for (let attempt = 0; ; attempt++) {
       const owner = this.ownerPrefix + (++this.ownerSeq).toString(36);
@@ -180,11 +229,15 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
       }
       if (result.acquired) {
         handle = new LockHandle(this, key, storeKey, owner, result.fencingToken, ttl, result);
-        this.schedule(handle);
-        if (signal?.aborted) {
+        handle.section = where;
+        // A grant that raced the shutdown or an abort is given back at once:
+        // nobody is left to use it, or to release it.
+        if (this.stopped || signal?.aborted) {
           await this.releaseQuietly(handle);
-          signal.throwIfAborted();
+          if (this.stopped) throw new LockShutdownError(key);
+          signal?.throwIfAborted();
         }
+        this.schedule(handle);
         return handle;
       }
       signal?.throwIfAborted();
@@ -194,11 +247,19 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
     }
   }
 
+  /** Refuses a key the current call chain holds already: waiting for it would wait for itself. */
+  private refuseReentry(key: string, storeKey: string, where: string): void {
+    for (let lock = currentLock.getStore(); lock; lock = lock.outer) {
+      if (lock.active && lock.storeKey === storeKey && lock.store === this.store) throw new LockReentryError(key, where);
+    }
+  }
+
   /**
    * Runs `fn` with `lock` as the current lock.
    * @internal
    */
-  runWith<T>(lock: Lock, fn: () => T): T {
+  runWith<T>(lock: LockHandle, fn: () => T): T {
+    lock.outer ??= currentLock.getStore();
     return currentLock.run(lock, fn);
   }
 
@@ -227,6 +288,7 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
   /** @internal */
   forget(lock: LockHandle): void {
     this.scheduler.delete(lock);
+    if (this.onDrained && this.scheduler.size === 0) this.onDrained();
   }
 
   /** @internal */
@@ -243,18 +305,59 @@ export class LockService implements LockOwner, OnModuleDestroy, OnApplicationShu
     }
   }
 
-  /** Releases every lock still held, while the store's connection is still open. */
-  async onModuleDestroy(): Promise<void> {
+  /**
+   * First step of shutdown: no lock is granted from now on, and every wait
+   * in progress ends at once with {@link LockShutdownError}, so a request
+   * queued for a lock does not hold the HTTP server's close for its whole
+   * `wait`. Locks still held stay held: the code holding them still runs.
+   */
+  onModuleDestroy(): void {
     this.stopped = true;
     activeServices.delete(this);
-    await Promise.all(this.scheduler.held().map((lock) => this.releaseQuietly(lock)));
-    this.scheduler.stop();
+    for (const [wait, key] of this.waits) wait.abort(new LockShutdownError(key));
   }
 
+  /**
+   * Waits, up to `shutdownTimeout`, for the code holding locks to release
+   * them as it finishes; renewal goes on meanwhile. A lock still held then
+   * is named in an error and stays held and renewed until the application
+   * has closed (see {@link onApplicationShutdown}).
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    if (this.scheduler.size > 0) {
+      await new Promise<void>((resolve) => {
+        const bound = setTimeout(done, this.settings.shutdownTimeout);
+        function done() {
+          clearTimeout(bound);
+          resolve();
+        }
+        this.onDrained = done;
+      });
+      this.onDrained = undefined;
+    }
+    for (const lock of this.scheduler.held()) {
+      this.logger.error(
+        `Lock ${describeValue(lock.key)} taken by ${lock.section ?? 'LockService'} is still held ${this.settings.shutdownTimeout}ms into shutdown (shutdownTimeout). ` +
+          `It is not released and not handed on while its code may still run: it stays renewed until the application has closed, then its lease runs out in the ${this.store.traits.name} store within ${lock.ttl}ms`,
+      );
+    }
+  }
+
+  /**
+   * Last step, after the HTTP server has closed: a lock still held is no
+   * longer renewed and is left to run out in the store (its signal aborts
+   * with reason `shutdown`), then the store is closed, or suspended when it
+   * stays open (see `closeStore`), once no other application in the process
+   * uses it.
+   */
   async onApplicationShutdown(): Promise<void> {
+    for (const lock of this.scheduler.held()) lock.abandon();
+    this.scheduler.stop();
     const users = (storeUsers.get(this.store) ?? 1) - 1;
     storeUsers.set(this.store, users);
-    if (this.settings.closeStore && users === 0) await this.store.close();
+    if (users > 0) return;
+    if (this.settings.closeStore) await this.store.close();
+    else await this.store.suspend?.();
   }
 
   private pause(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -89,6 +89,13 @@ export class LockHandle implements Lock {
   readonly acquiredAt: number;
   /** `validFrom` of the newest confirmation, so a late reply to an older request cannot override a newer one. */
   private confirmedFrom = -Infinity;
+  /**
+   * The lock of the call chain this one's section runs inside, so a second
+   * call for a key the chain holds is caught instead of waiting for itself.
+   */
+  outer?: LockHandle;
+  /** What runs under the lock (`@WithLock on OrdersController.pay`), for the shutdown log. */
+  section?: string;
 
   constructor(
     private readonly owner: LockOwner,
@@ -105,6 +112,16 @@ export class LockHandle implements Lock {
 
   get held(): boolean {
     return this.state === 'held' && this.owner.clock.now() < this.deadline;
+  }
+
+  /** The store the lock lives in: two handles are the same lock when store and `storeKey` match. */
+  get store(): LockStore {
+    return this.owner.store;
+  }
+
+  /** True until released, lost or detached; unlike `held`, not checked against the deadline. */
+  get active(): boolean {
+    return this.state === 'held';
   }
 
   get signal(): AbortSignal {
@@ -176,6 +193,16 @@ export class LockHandle implements Lock {
     }
     await this.extend(remaining);
     this.end('detached');
+  }
+
+  /**
+   * Stops renewing without releasing, for a lock still held when the
+   * application finishes shutting down: its lease runs out in the store, so
+   * nobody else gets the key while the code holding it may still run.
+   */
+  abandon(): void {
+    if (this.state !== 'held') return;
+    this.end('detached', new LockLostError(this.key, 'shutdown'));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

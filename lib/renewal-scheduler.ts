@@ -16,6 +16,11 @@ export class RenewalScheduler {
   private readonly locks = new Set<LockHandle>();
   private readonly timer: EarliestTimer;
   private inFlight = false;
+  /**
+   * True from a failed batch to the next one that succeeds: a store that is
+   * down fails every retry, and one warning says as much as twenty.
+   */
+  private failing = false;
 
   constructor(
     private readonly store: LockStore,
@@ -25,9 +30,13 @@ export class RenewalScheduler {
     this.timer = new EarliestTimer(clock, () => this.tick());
   }
 
-  /** All locks still held, for release at shutdown. */
+  /** All locks still held, for shutdown. */
   held(): LockHandle[] {
     return [...this.locks];
+  }
+
+  get size(): number {
+    return this.locks.size;
   }
 
   /** Tracks a lock, or re-times one whose renewal moved earlier (a shorter `extend`). */
@@ -87,6 +96,10 @@ export class RenewalScheduler {
         if (result?.renewed) lock.confirm(result);
         else lock.lose('not-owner');
       });
+      if (this.failing) {
+        this.failing = false;
+        this.logger.log(`Renewing locks in the ${this.store.traits.name} store works again`);
+      }
     } catch (error) {
       // Locks released while the batch was in flight (at shutdown, say) need nothing more.
       const live = batch.filter((lock) => this.locks.has(lock));
@@ -98,10 +111,12 @@ export class RenewalScheduler {
         lock.renewAt = now + Math.min(1_000, Math.max(10, (lock.deadline - now) / 4));
         lock.renewSlack = 0;
       }
+      if (this.failing) return;
+      this.failing = true;
       this.logger.warn(
         `Renewing ${live.length} lock(s) in the ${this.store.traits.name} store failed (${
           error instanceof Error ? error.message : String(error)
-        }); retrying until their deadlines`,
+        }); retrying until their deadlines, and warning again only when a lock is lost or renewals work again`,
       );
     } finally {
       this.inFlight = false;

@@ -1,8 +1,17 @@
 import { Logger } from '@nestjs/common';
+import { isObservable } from 'rxjs';
 import { toMilliseconds, type Duration } from './duration.js';
-import { InvalidLockKeyError, InvalidLockOptionError, LockModuleMissingError, LockUnavailableError, describeValue } from './errors.js';
+import {
+  InvalidLockKeyError,
+  InvalidLockOptionError,
+  LockModuleMissingError,
+  LockShutdownError,
+  LockUnavailableError,
+  describeValue,
+} from './errors.js';
 import { validateKey } from './key.js';
 import type { LockHandle } from './lock.js';
+import { holdWhileSubscribed } from './lock-stream.js';
 import { activeServices, type LockService } from './lock.service.js';
 
 /** Options of {@link WithLock}. */
@@ -212,18 +221,33 @@ async function runLocked(
   }
   const key = lockKey(plan, instance, args);
   if (plan.lockAtLeastFor !== undefined) checkPlan(plan, service.settings.ttl);
-  const taken = await service.take(key, { ttl: plan.ttl, wait: plan.wait });
+  let taken;
+  try {
+    taken = await service.take(key, { ttl: plan.ttl, wait: plan.wait }, plan.where);
+  } catch (error) {
+    if (!(error instanceof LockShutdownError) || onBusy === 'throw') throw error;
+    logger.debug(`Skipped ${method}: the application is shutting down`);
+    return undefined;
+  }
   if (taken instanceof LockUnavailableError) {
     if (onBusy === 'throw') throw taken;
     logger.debug(`Skipped ${method}: lock "${key}" is held elsewhere`);
     return undefined;
   }
+  const lock = taken;
+  const end = () =>
+    plan.lockAtLeastFor === undefined ? service.releaseQuietly(lock) : holdAtLeast(service, lock, plan.lockAtLeastFor);
+  let result: unknown;
   try {
-    return await service.runWith(taken, () => original.apply(instance as never, args as never[]));
-  } finally {
-    if (plan.lockAtLeastFor === undefined) await service.releaseQuietly(taken);
-    else await holdAtLeast(service, taken, plan.lockAtLeastFor);
+    result = await service.runWith(lock, () => original.apply(instance as never, args as never[]));
+  } catch (error) {
+    await end();
+    throw error;
   }
+  // A stream does its work while subscribed: the lock is held until it ends.
+  if (isObservable(result)) return holdWhileSubscribed(service, lock, () => result, end);
+  await end();
+  return result;
 }
 
 async function holdAtLeast(service: LockService, lock: LockHandle, atLeast: number): Promise<void> {

@@ -101,6 +101,18 @@ export interface LockStore {
    * closed. Connections or clients the application passed in stay open.
    */
   close(): Promise<void>;
+
+  /**
+   * Called instead of `close()` when the last application using the store
+   * in this process shuts down and the store is to stay usable (`closeStore:
+   * false`: a store on a client the application passed in, or one shared
+   * with later applications). Closes what the store opened for itself and
+   * can open again on next use (a subscriber connection, a session and its
+   * keepalive), so the process can exit while the application's own client
+   * stays open. Locks still held are left to run out in the backend, as in
+   * `close()`. Optional: a store that opens nothing of its own needs none.
+   */
+  suspend?(): Promise<void>;
 }
 
 export interface LockStoreTraits {

@@ -15,7 +15,8 @@ import { storeFromUrl } from '../../sample-app/src/store-from-url.js';
 
 const url = process.argv.slice(2).find((arg) => !arg.startsWith('--'));
 
-@Module({ imports: [LockModule.forRoot({ store: storeFromUrl(url), ttl: '2s' })] })
+// A short shutdownTimeout: the lock kept below outlives it, and is then left to run out.
+@Module({ imports: [LockModule.forRoot({ store: storeFromUrl(url), ttl: '2s', shutdownTimeout: '300ms' })] })
 class AppModule {}
 
 const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
@@ -34,7 +35,8 @@ const abortedWait = locks.acquire('exit:d', { wait: '10s', signal: aborted.signa
 setTimeout(() => aborted.abort(), 20);
 await abortedWait;
 await blocked.release();
-// Still held when the application closes: shutdown releases it.
+// Still held when the application closes: shutdown waits shutdownTimeout for
+// its release, then leaves its lease to run out in the store.
 await locks.acquire('exit:kept');
 if (process.argv.includes('--close')) await app.close();
 console.log('done');

@@ -4,6 +4,7 @@ import type { INestApplication } from '@nestjs/common';
 import {
   LockLostError,
   LockService,
+  LockShutdownError,
   LockStoreError,
   LockUnavailableError,
   MemoryLockStore,
@@ -256,11 +257,14 @@ describe('LockService', () => {
 });
 
 describe('LockModule lifecycle', () => {
-  it('releases held locks at shutdown and leaves a store it was given open', async () => {
+  it('waits at shutdown for a held lock to be released by its holder, and leaves a store it was given open', async () => {
     const store = new MemoryLockStore();
     const first = await createTestApp({ lock: { store } });
-    await first.get(LockService).acquire('shutdown:a');
+    const held = await first.get(LockService).acquire('shutdown:a');
+    let releasedAt = Infinity;
+    setTimeout(() => void held.release().then(() => (releasedAt = performance.now())), 200);
     await first.close();
+    assert.ok(performance.now() >= releasedAt, 'close() resolved only after the holder released');
     const second = await createTestApp({ lock: { store } });
     const lock = await second.get(LockService).acquire('shutdown:a');
     assert.equal(lock.held, true, 'released by the first app, and the store still works');
@@ -292,7 +296,7 @@ describe('LockModule lifecycle', () => {
     const one = await createTestApp();
     const locks = one.get(LockService);
     await one.close();
-    await assert.rejects(locks.acquire('late'), /LockModule has shut down/);
+    await assert.rejects(locks.acquire('late'), (error) => error instanceof LockShutdownError && /the application is shutting down/.test(error.message));
   });
 });
 

@@ -7,6 +7,7 @@ import {
   InvalidLockOptionError,
   LockModuleMissingError,
   LockService,
+  LockShutdownError,
   LockUnavailableError,
   MemoryLockStore,
   WithLock,
@@ -277,7 +278,7 @@ describe('@WithLock during shutdown', () => {
     const nightly = one.get(Nightly);
     await one.get(LockService).onModuleDestroy();
     assert.equal(await nightly.run(), undefined);
-    await assert.rejects(nightly.manual(), /LockModule has shut down/);
+    await assert.rejects(nightly.manual(), LockShutdownError);
     await one.close();
   });
 });

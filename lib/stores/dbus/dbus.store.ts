@@ -70,6 +70,8 @@ const NAME_CACHE_SIZE = 1_024;
 export class DbusLockStore implements LockStore {
   readonly traits: LockStoreTraits = { name: 'dbus', fencing: 'none', fair: true, waits: true };
   readonly clock: Clock;
+  /** The store always opens its own bus connections: `LockModule` closes it with its last application. */
+  readonly ownsConnection = true;
   private readonly settings: DbusSettings;
   private readonly pool: ConnectionPool;
   /** What the claims see of the store; kept off the public surface. */

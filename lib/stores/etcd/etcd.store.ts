@@ -188,6 +188,23 @@ export class EtcdLockStore implements LockStore {
     if (this.closed) return;
     this.closed = true;
     for (const waiter of [...this.waiters]) waiter.abandon();
+    await this.endSession();
+    this.hub.close();
+    if (this.ownsConnection) this.client.close();
+  }
+
+  /**
+   * Ends the session as `close()` does (locks still held move to leases of
+   * their own and run out there), so its keepalive no longer keeps the
+   * process alive; the next acquisition starts a new session. Nothing is
+   * ended while a wait is in progress, and the client stays open.
+   */
+  async suspend(): Promise<void> {
+    if (this.closed || this.waiters.size > 0) return;
+    await this.endSession();
+  }
+
+  private async endSession(): Promise<void> {
     const now = this.clock.now();
     await Promise.all(
       this.held
@@ -201,8 +218,6 @@ export class EtcdLockStore implements LockStore {
       await session.revoke().catch(() => {}); // if etcd cannot be reached, the lease ends by itself after its TTL
       session.end('closed');
     }
-    this.hub.close();
-    if (this.ownsConnection) this.client.close();
   }
 
   /** Joins the lock's queue with a new key (on the current session, starting one if needed). `undefined`: busy, for a single try. */

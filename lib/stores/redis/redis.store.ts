@@ -142,6 +142,16 @@ export class RedisLockStore implements LockStore {
   }
 
   /**
+   * Closes the store's own subscriber connection (opened once anything
+   * waited), so a process whose application passed in its client can exit;
+   * the next wait opens it again. Nothing changes while a wait is in
+   * progress, and the client stays open.
+   */
+  async suspend(): Promise<void> {
+    if (!this.closed && this.waiters.size === 0) this.wake.close();
+  }
+
+  /**
    * Stops the store: waiting acquisitions resolve `{ acquired: false }` and
    * leave their queues (a lock handed to one of them meanwhile is passed on),
    * the wake-up subscription closes, and so does the client when the store

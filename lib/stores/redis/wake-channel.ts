@@ -53,8 +53,9 @@ export class WakeChannel {
     this.waiters.delete(owner);
   }
 
-  /** Drops the subscription's connection. */
+  /** Drops the subscription's connection; the next `ready()` subscribes again. */
   close(): void {
+    this.subscribed = undefined;
     this.disconnect();
   }
 
