@@ -12,6 +12,8 @@ import {
   ParseIntPipe,
   Post,
   SetMetadata,
+  Sse,
+  type MessageEvent,
   UseGuards,
   type INestApplication,
 } from '@nestjs/common';
@@ -210,5 +212,72 @@ describe('HTTP routes under locks', () => {
     } finally {
       stop();
     }
+  });
+});
+
+@Controller('slow')
+class SlowController {
+  readonly spans: { start: number; end: number }[] = [];
+
+  @Post(':id')
+  @WithLock((id: string) => `slow:${id}`, { wait: '10s' })
+  async run(@Param('id') id: string): Promise<string> {
+    const start = performance.now();
+    await pause(400);
+    this.spans.push({ start, end: performance.now() });
+    return id;
+  }
+
+  @Sse('events/:id')
+  @WithLock((id: string) => `events:${id}`)
+  events(@Param('id') _id: string): Observable<MessageEvent> {
+    return interval(40).pipe(
+      take(4),
+      map((i) => ({ data: { i } })),
+    );
+  }
+}
+
+describe('HTTP at shutdown', () => {
+  it('finishes the request inside a section, answers a request queued for its lock 503 at once, and closes without waiting out the wait', async () => {
+    const app = await createTestApp({ controllers: [SlowController], listen: true });
+    const url = await baseUrl(app);
+    const controller = app.get(SlowController);
+    const inside = fetch(`${url}/slow/1`, { method: 'POST' });
+    await waitFor(async () => {
+      const probe = await app.get(LockService).tryAcquire('slow:1');
+      await probe?.release();
+      return probe === null;
+    }, 2_000, 'the first request holds its lock');
+    const queued = fetch(`${url}/slow/1`, { method: 'POST' });
+    await pause(50);
+    const started = performance.now();
+    await app.close();
+    const closeMs = performance.now() - started;
+    const [first, second] = await Promise.all([inside, queued]);
+    assert.equal(first.status, 201, 'the request inside its section ran to the end');
+    assert.equal(await first.text(), '1');
+    assert.equal(second.status, 503, 'the queued request is told this instance is going away');
+    assert.doesNotMatch(await second.text(), /slow:1/, 'without naming the lock');
+    assert.equal(controller.spans.length, 1, 'the queued request never ran');
+    assert.ok(closeMs < 2_000, `close() took ${closeMs.toFixed(0)}ms; it must not wait out the queued request's 10s wait`);
+  });
+
+  it('holds the lock of an @Sse handler under @WithLock until its stream completes', async () => {
+    const app = await createTestApp({ controllers: [SlowController], listen: true });
+    const url = await baseUrl(app);
+    const locks = app.get(LockService);
+    const response = await fetch(`${url}/slow/events/e`);
+    assert.equal(response.status, 200);
+    const reading = response.text();
+    await pause(60);
+    assert.equal(await locks.tryAcquire('events:e'), null, 'held while the stream runs');
+    assert.equal((await reading).match(/data:/g)?.length, 4);
+    await waitFor(async () => {
+      const lock = await locks.tryAcquire('events:e');
+      await lock?.release();
+      return lock !== null;
+    }, 1_000, 'released once the stream completed');
+    await app.close();
   });
 });

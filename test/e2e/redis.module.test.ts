@@ -5,7 +5,7 @@ import { RedisLockStore } from 'nestjs-distributed-lock/redis';
 import { createTestApp } from '../support/app.js';
 import { ledgerProvider } from '../support/ledger.js';
 import { RedisServer } from '../support/redis-server.js';
-import { runExitChild } from '../support/exit-check.js';
+import { assertExitsAfterClose } from '../support/exit-check.js';
 
 const { Ledger, ledger } = ledgerProvider('10s');
 
@@ -33,8 +33,14 @@ describe('LockModule on a RedisLockStore', () => {
   });
 
   it('lets a process that used the store and closed the application exit by itself', async () => {
-    const { code, output } = await runExitChild([redis.url, '--close']);
-    assert.equal(code, 0, output);
-    assert.match(output, /done/);
+    await assertExitsAfterClose([redis.url]);
+  });
+
+  it('lets a process exit after closing an application whose store was made on its own client (closeStore: false)', async () => {
+    await assertExitsAfterClose([redis.url, '--client']);
+  });
+
+  it('lets a process exit after closing two applications that share one store', async () => {
+    await assertExitsAfterClose([redis.url, '--shared']);
   });
 });

@@ -5,7 +5,7 @@ import { EtcdLockStore } from 'nestjs-distributed-lock/etcd';
 import { createTestApp } from '../support/app.js';
 import { ledgerProvider } from '../support/ledger.js';
 import { EtcdCluster } from '../support/etcd-cluster.js';
-import { runExitChild } from '../support/exit-check.js';
+import { assertExitsAfterClose } from '../support/exit-check.js';
 
 const { Ledger, ledger } = ledgerProvider('10s');
 
@@ -30,8 +30,14 @@ describe('LockModule on an EtcdLockStore', () => {
   });
 
   it('lets a process that used the store and closed the application exit by itself', async () => {
-    const { code, output } = await runExitChild([etcd.storeUrl, '--close']);
-    assert.equal(code, 0, output);
-    assert.match(output, /done/);
+    await assertExitsAfterClose([etcd.storeUrl]);
+  });
+
+  it('lets a process exit after closing an application whose store was made on its own client (closeStore: false)', async () => {
+    await assertExitsAfterClose([etcd.storeUrl, '--client']);
+  });
+
+  it('lets a process exit after closing two applications that share one store', async () => {
+    await assertExitsAfterClose([etcd.storeUrl, '--shared']);
   });
 });

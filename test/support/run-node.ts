@@ -6,6 +6,8 @@ export interface NodeRun {
   readonly code: number | null;
   /** stdout and stderr, interleaved as they came. */
   readonly output: string;
+  /** Milliseconds from the last output to the exit: how long the process lingered after its last word. */
+  readonly lingered: number;
 }
 
 /**
@@ -18,15 +20,20 @@ export function runUntilExit(script: string, args: string[], within: number, env
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let output = '';
-    proc.stdout.on('data', (chunk) => (output += chunk));
-    proc.stderr.on('data', (chunk) => (output += chunk));
+    let lastOutputAt = performance.now();
+    const keep = (chunk: unknown) => {
+      output += String(chunk);
+      lastOutputAt = performance.now();
+    };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`${script} did not exit by itself within ${within}ms; output:\n${output}`));
     }, within);
     proc.on('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, output });
+      resolve({ code, output, lingered: performance.now() - lastOutputAt });
     });
   });
 }

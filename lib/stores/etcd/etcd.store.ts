@@ -195,13 +195,15 @@ export class EtcdLockStore implements LockStore {
 
   /**
    * Ends the session as `close()` does (locks still held move to leases of
-   * their own and run out there), so its keepalive no longer keeps the
-   * process alive; the next acquisition starts a new session. Nothing is
-   * ended while a wait is in progress, and the client stays open.
+   * their own and run out there), and the watches kept for later waiters, so
+   * neither keeps the process alive; the next acquisition starts a new
+   * session. Nothing is ended while a wait is in progress, and the client
+   * stays open.
    */
   async suspend(): Promise<void> {
     if (this.closed || this.waiters.size > 0) return;
     await this.endSession();
+    this.hub.suspend();
   }
 
   private async endSession(): Promise<void> {

@@ -129,7 +129,17 @@ export class WatchHub {
 
   close(): void {
     this.closed = true;
+    this.suspend();
+  }
+
+  /**
+   * Ends the stream and every watch kept for later listeners, so an open
+   * gRPC stream no longer keeps the process alive; the next `watch` opens a
+   * new one. Only for when nobody listens (the store's `suspend`).
+   */
+  suspend(): void {
     this.sweepTimer?.cancel();
+    this.sweepTimer = undefined;
     this.fail(new Error('the watch stream is closed'), false);
   }
 
