@@ -53,6 +53,10 @@ interface Worker {
   exited: boolean;
   /** The last thing it reported, to say where a worker that does not exit was. */
   last?: WorkerEvent;
+  /** Sent SIGTERM (a rolling deploy): it must finish its section, close and exit by itself. */
+  terminated?: boolean;
+  /** Host time of its exit. */
+  exitedAt?: number;
 }
 const workers = new Map<number, Worker>();
 const sections: SectionEvent[] = [];
@@ -62,6 +66,8 @@ const sections: SectionEvent[] = [];
  * one section (and entering the next) may still have been on their way.
  */
 const kills: { worker: Worker; at: number; fault: Fault }[] = [];
+/** Workers stopped by SIGTERM, which must exit by themselves like the rest. */
+const terminated: Worker[] = [];
 const faults: Fault[] = [];
 const counts = { busy: 0, storeErrors: 0, crashed: 0 };
 let nextId = 0;
@@ -93,7 +99,10 @@ function spawnWorker(): Worker {
   });
   child.on('exit', (code, signal) => {
     worker.exited = true;
-    if (signal !== 'SIGKILL' && code !== 0) counts.crashed++;
+    worker.exitedAt = hostNow();
+    // Nest re-raises SIGTERM once its shutdown hooks have run.
+    const expected = signal === 'SIGKILL' || (worker.terminated && signal === 'SIGTERM');
+    if (!expected && code !== 0) counts.crashed++;
   });
   workers.set(id, worker);
   return worker;
@@ -102,10 +111,18 @@ function spawnWorker(): Worker {
 for (let i = 0; i < workerCount; i++) spawnWorker();
 
 const holders = () => [...workers.values()].filter((w) => w.current && !w.exited);
+/** A worker inside a section, waiting up to two seconds for one (between sections, nobody holds). */
+async function someHolder(): Promise<(Worker & { current: EnterEvent }) | undefined> {
+  for (const until = hostNow() + 2_000; hostNow() < until; await sleep(5)) {
+    const worker = random.pick(holders());
+    if (worker?.current) return worker as Worker & { current: EnterEvent };
+  }
+  return undefined;
+}
 const holderFaults: Record<string, () => Promise<void>> = {
   async 'kill-holder'() {
-    const worker = random.pick(holders());
-    if (!worker?.current) return;
+    const worker = await someHolder();
+    if (!worker) return;
     const at = hostNow();
     worker.process.kill('SIGKILL');
     const fault: Fault = { kind: 'kill-holder', at, worker: worker.id };
@@ -114,9 +131,22 @@ const holderFaults: Record<string, () => Promise<void>> = {
     workers.delete(worker.id);
     spawnWorker();
   },
+  async 'term-holder'() {
+    // A rolling deploy: the holder's application closes mid-section
+    // (enableShutdownHooks), and must not let the next holder in before its
+    // section has ended; a replacement starts at once, as a deploy does.
+    const worker = await someHolder();
+    if (!worker) return;
+    faults.push({ kind: 'term-holder', at: hostNow(), worker: worker.id, key: worker.current.key });
+    worker.terminated = true;
+    worker.process.kill('SIGTERM');
+    terminated.push(worker);
+    workers.delete(worker.id);
+    spawnWorker();
+  },
   async 'stop-holder'() {
-    const worker = random.pick(holders());
-    if (!worker?.current) return;
+    const worker = await someHolder();
+    if (!worker) return;
     faults.push({ kind: 'stop-holder', at: hostNow(), worker: worker.id, key: worker.current.key });
     worker.process.kill('SIGSTOP');
     await sleep(random.int(ttl * 1.5, ttl * 2.5));
@@ -134,9 +164,15 @@ const allFaults = [...Object.entries(holderFaults), ...serverFaults];
 const startedAt = hostNow();
 const endAt = startedAt + seconds * 1_000;
 await sleep(Math.min(2_000, seconds * 100));
+// Every kind of fault first, until each has been injected once (a holder
+// fault finds no holder while the store is out), so even a short run has each;
+// then at random.
+const injected = new Set<string>();
 while (hostNow() < endAt - ttl * 3) {
-  const [, inject] = random.pick(allFaults);
+  const [kind, inject] = allFaults.find(([name]) => !injected.has(name)) ?? random.pick(allFaults);
+  const before = faults.length;
   await inject();
+  if (faults.length > before) injected.add(kind);
   await sleep(random.int(500, 2_000));
 }
 await sleep(Math.max(0, endAt - hostNow()));
@@ -146,8 +182,9 @@ const elapsed = (endedAt - startedAt) / 1_000;
 // Stop: every worker finishes its section, closes its app and must exit by itself.
 for (const worker of workers.values()) worker.process.send('stop');
 const exitBy = hostNow() + ttl * 3 + 10_000;
-while ([...workers.values()].some((w) => !w.exited) && hostNow() < exitBy) await sleep(20);
-const stragglers = [...workers.values()].filter((w) => !w.exited);
+const everyWorker = [...workers.values(), ...terminated];
+while (everyWorker.some((w) => !w.exited) && hostNow() < exitBy) await sleep(20);
+const stragglers = everyWorker.filter((w) => !w.exited);
 for (const worker of stragglers) {
   console.log(`worker ${worker.id} did not exit by itself; stopped: ${worker.stopped}; last event: ${JSON.stringify(worker.last)}`);
   worker.process.kill('SIGKILL');
@@ -162,6 +199,11 @@ for (const { worker, at, fault } of kills) {
   if (!worker.current) continue; // it had left its section: it held nothing
   killed.push({ enter: worker.current, at });
   fault.key = worker.current.key;
+}
+// A terminated worker that exited inside a section died in it (its lock was
+// given up before its work was done): the section ends at the exit.
+for (const worker of terminated) {
+  if (worker.current && worker.exitedAt !== undefined) killed.push({ enter: worker.current, at: worker.exitedAt });
 }
 
 const findings = analyse({

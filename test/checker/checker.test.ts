@@ -21,23 +21,27 @@ describe('the mutual-exclusion checker', () => {
     assert.equal(code, 0, output);
     assert.match(output, /checker: no violations \(store redis, seed \d+\)/);
     assert.match(output, /faults: .*kill-holder/);
+    assert.match(output, /faults: .*term-holder/);
   });
 
   it('reports no violation for a single etcd member under kills, freezes, pauses and restarts', { timeout: 180_000 }, async () => {
     const { code, output } = await check(['--store', 'etcd', '--seconds', '30'], 180_000);
     assert.equal(code, 0, output);
     assert.match(output, /checker: no violations \(store etcd, seed \d+\)/);
+    assert.match(output, /faults: .*term-holder/);
   });
 
   it('reports no violation for a 3-member etcd cluster whose leader and followers are killed', { timeout: 240_000 }, async () => {
     const { code, output } = await check(['--store', 'etcd-cluster', '--seconds', '30'], 240_000);
     assert.equal(code, 0, output);
     assert.match(output, /checker: no violations \(store etcd-cluster, seed \d+\)/);
+    assert.match(output, /faults: .*term-holder/);
   });
 
   it('reports no violation for D-Bus under kills, freezes and bus daemon pauses', { timeout: 180_000 }, async () => {
     const { code, output } = await check(['--store', 'dbus', '--seconds', '30'], 180_000);
     assert.equal(code, 0, output);
     assert.match(output, /checker: no violations \(store dbus, seed \d+\)/);
+    assert.match(output, /faults: .*term-holder/);
   });
 });
