@@ -97,11 +97,15 @@ export class ConnectionPool {
     return connection;
   }
 
-  /** Closes every connection; the daemon frees the names they owned. */
+  /**
+   * Closes every connection; the daemon frees the names they owned. One that
+   * carries a name kept past the store's close stays open until its last
+   * claim ended (see {@link BusConnection.retire}); this does not wait for it.
+   */
   async close(): Promise<void> {
     this.closed = true;
     const connections = this.connections.splice(0);
-    await Promise.all(connections.map((connection) => connection.close()));
+    await Promise.all(connections.map((connection) => connection.retire()));
   }
 
   private ended(connection: BusConnection): void {
