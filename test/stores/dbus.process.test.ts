@@ -95,7 +95,8 @@ describe('DbusLockStore across OS processes', () => {
   it('grants callers on other keys at once while more callers than maxConnections burst on one key, on a fresh store and on open connections', async (t) => {
     // Three processes each get 10 callers on one shared key (the store's maxConnections is 8) and one caller on each
     // of three keys nobody else asks for, all at once: first on a store whose connections are still opening, then on
-    // the same store with its connections open.
+    // the same store with its connections open. Such a key is granted in tens of milliseconds (up to about 500 on a
+    // loaded machine, where a fresh store's handshakes take longest); starved, it waited the full 30s.
     const racers = await spawn(3);
     for (const round of ['fresh', 'open']) {
       const hot = `burst:${round}:${randomUUID()}`;
@@ -116,7 +117,7 @@ describe('DbusLockStore across OS processes', () => {
           assert.ok(granted, `child ${child.pid}: ${key} granted`);
           const after = granted.at - started.at;
           slowest = Math.max(slowest, after);
-          assert.ok(after < 500, `child ${child.pid}, ${round} store: ${key}, which nobody held, was granted ${after.toFixed(1)}ms into the burst`);
+          assert.ok(after < 750, `child ${child.pid}, ${round} store: ${key}, which nobody held, was granted ${after.toFixed(1)}ms into the burst`);
         }
       }
       t.diagnostic(`${round} store: the slowest grant of a key nobody held came ${slowest.toFixed(1)}ms into the burst`);
