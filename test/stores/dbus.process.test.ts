@@ -92,6 +92,38 @@ describe('DbusLockStore across OS processes', () => {
     assert.ok(handOver < 100, `the waiter got the lock ${handOver.toFixed(1)}ms after the holder was killed`);
   });
 
+  it('grants callers on other keys at once while more callers than maxConnections burst on one key, on a fresh store and on open connections', async (t) => {
+    // Three processes each get 10 callers on one shared key (the store's maxConnections is 8) and one caller on each
+    // of three keys nobody else asks for, all at once: first on a store whose connections are still opening, then on
+    // the same store with its connections open. Such a key is granted in tens of milliseconds (up to about 500 on a
+    // loaded machine, where a fresh store's handshakes take longest); starved, it waited the full 30s.
+    const racers = await spawn(3);
+    for (const round of ['fresh', 'open']) {
+      const hot = `burst:${round}:${randomUUID()}`;
+      const plans = racers.map((child) => ({ child, others: [0, 1, 2].map((i) => `burst-other:${round}:${i}:${randomUUID()}`) }));
+      for (const { child, others } of plans) {
+        const requests = [{ key: hot, count: 10 }, ...others.map((key) => ({ key, count: 1 }))];
+        child.send({ op: 'burst', key: round, requests, wait: 30_000, holdMs: 5 });
+      }
+      let slowest = 0;
+      for (const { child, others } of plans) {
+        await child.next((e) => e.op === 'bursted' && e.key === round, 40_000);
+        const started = await child.next((e) => e.op === 'burst' && e.key === round);
+        const mine = child.events.filter((e) => e.key === hot || others.includes(e.key ?? ''));
+        assert.deepEqual(mine.filter((e) => e.op === 'busy' || e.op === 'error'), [], `child ${child.pid}: every caller of the ${round} burst was granted`);
+        assert.equal(mine.filter((e) => e.op === 'acquired' && e.key === hot).length, 10, `child ${child.pid}: 10 grants of the shared key`);
+        for (const key of others) {
+          const granted = mine.find((e) => e.op === 'acquired' && e.key === key);
+          assert.ok(granted, `child ${child.pid}: ${key} granted`);
+          const after = granted.at - started.at;
+          slowest = Math.max(slowest, after);
+          assert.ok(after < 750, `child ${child.pid}, ${round} store: ${key}, which nobody held, was granted ${after.toFixed(1)}ms into the burst`);
+        }
+      }
+      t.diagnostic(`${round} store: the slowest grant of a key nobody held came ${slowest.toFixed(1)}ms into the burst`);
+    }
+  });
+
   it('takes a killed waiting process out of the queue, so the key passes over it', async () => {
     const key = `killed-waiter:${randomUUID()}`;
     const name = lockBusName(key);

@@ -128,6 +128,43 @@ describe('DbusLockStore', () => {
     assert.deepEqual(await probe.queue(lockBusName(key)), []);
   });
 
+  it('keeps a held name past close() until its lease ends, while a wait on the same connection ends at once and leaves the bus queue', async () => {
+    const clock = new ManualClock();
+    const store = open({ clock });
+    const other = open();
+    const kept = `kept:${randomUUID()}`;
+    const taken = `kept-other:${randomUUID()}`;
+    assert.equal((await store.acquire(request(kept, { ttl: 1_000 }))).acquired, true);
+    assert.equal((await other.acquire(request(taken))).acquired, true);
+    // The store's one connection owns `kept` and queues for `taken`.
+    const waiting = store.acquire(request(taken, { wait: 20_000 }));
+    await waitFor(async () => (await probe.queue(lockBusName(taken))).length === 2, 10_000, 'the store queued for the other key');
+    const next = other.acquire(request(kept, { wait: 20_000 }));
+    await waitFor(async () => (await probe.queue(lockBusName(kept))).length === 2, 10_000, 'the other store queued for the kept key');
+
+    await store.close();
+
+    assert.deepEqual(await waiting, { acquired: false });
+    await waitFor(async () => (await probe.queue(lockBusName(taken))).length === 1, 5_000, 'the closed store left the queue of the other key');
+    await clock.advance(999);
+    assert.equal((await probe.queue(lockBusName(kept))).length, 2, 'the closed store still owns the kept name within its lease');
+    await clock.advance(1);
+    assert.equal((await next).acquired, true, 'the kept name went to the next in the queue when its lease ended');
+    await assert.rejects(store.release(kept, 'anyone'), /closed/);
+  });
+
+  it('releases a held name at close() with enforceTtl: false, which has no lease to wait for', async () => {
+    const store = open({ enforceTtl: false });
+    const key = `no-lease-close:${randomUUID()}`;
+    let lost: string | undefined;
+    assert.equal((await store.acquire(request(key, { onLost: (reason) => (lost = reason) }))).acquired, true);
+    const next = open().acquire(request(key, { wait: 20_000 }));
+    await waitFor(async () => (await probe.queue(lockBusName(key))).length === 2, 10_000, 'the next caller queued');
+    await store.close();
+    assert.equal((await next).acquired, true);
+    assert.equal(lost, 'session-lost');
+  });
+
   it('lets a process that shut its application down exit by itself', async () => {
     await assertExitsAfterClose([`dbus:${bus.address}`]);
   });

@@ -12,7 +12,7 @@ process.on('exit', () => {
 
 /** What a child reports; `at` is the host's monotonic clock in ms (see {@link hostNow}). */
 export interface ChildEvent {
-  op: 'ready' | 'acquired' | 'busy' | 'error' | 'lost' | 'releasing' | 'released' | 'enter' | 'exit' | 'looped';
+  op: 'ready' | 'acquired' | 'busy' | 'error' | 'lost' | 'releasing' | 'released' | 'enter' | 'exit' | 'looped' | 'burst' | 'bursted';
   at: number;
   key?: string;
   token?: number;
@@ -25,7 +25,14 @@ export interface ChildEvent {
 export type ChildCommand =
   | { op: 'acquire'; key: string; wait?: number; ttl?: number; holdMs?: number }
   | { op: 'release'; key: string }
-  | { op: 'loop'; key: string; rounds: number; holdMs?: number; wait?: number };
+  | { op: 'loop'; key: string; rounds: number; holdMs?: number; wait?: number }
+  /**
+   * Every request at once, `count` callers per key, each holding for `holdMs`;
+   * `key` names the burst in its `burst` (start) and `bursted` (all done) events.
+   * The first burst runs on a store made for it, with no connection open yet;
+   * later ones reuse that store, its connections open.
+   */
+  | { op: 'burst'; key: string; requests: { key: string; count: number }[]; wait?: number; ttl?: number; holdMs?: number };
 
 /** The host's monotonic clock in ms, as the children read it: comparable across processes. */
 export function hostNow(): number {

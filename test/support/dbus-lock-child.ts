@@ -7,12 +7,14 @@
 // commands and events.
 import { createInterface } from 'node:readline';
 import { DbusLockStore } from 'nestjs-distributed-lock/dbus';
-import type { AcquireRequest } from 'nestjs-distributed-lock';
+import type { AcquireRequest, LockStore } from 'nestjs-distributed-lock';
 
 const address = process.argv[2];
 if (!address) throw new Error('usage: dbus-lock-child <bus address>');
 
 const store = new DbusLockStore({ address });
+/** The store of the `burst` commands: made by the first, with no connection open yet; later ones find its connections open. */
+let burstStore: DbusLockStore | undefined;
 const owners = new Map<string, string>();
 let sequence = 0;
 
@@ -23,16 +25,19 @@ const emit = (event: Record<string, unknown>): void => {
 const hold = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Command {
-  op: 'acquire' | 'release' | 'loop';
+  op: 'acquire' | 'release' | 'loop' | 'burst';
+  /** burst: names the burst in its `burst` and `bursted` events. */
   key: string;
   wait?: number;
   ttl?: number;
   /** acquire: release by itself after this long; loop: how long each critical section lasts. */
   holdMs?: number;
   rounds?: number;
+  /** burst: how many callers ask for each key at once. */
+  requests?: { key: string; count: number }[];
 }
 
-async function acquire(command: Command): Promise<boolean> {
+async function acquire(command: Command, on: LockStore = store): Promise<boolean> {
   const owner = `${process.pid}:${++sequence}`;
   const request: AcquireRequest = {
     key: command.key,
@@ -42,7 +47,7 @@ async function acquire(command: Command): Promise<boolean> {
     onLost: (reason) => emit({ op: 'lost', key: command.key, reason }),
   };
   try {
-    const result = await store.acquire(request);
+    const result = await on.acquire(request);
     if (!result.acquired) {
       emit({ op: 'busy', key: command.key });
       return false;
@@ -56,11 +61,11 @@ async function acquire(command: Command): Promise<boolean> {
   }
 }
 
-async function release(key: string): Promise<void> {
+async function release(key: string, on: LockStore = store): Promise<void> {
   const owner = owners.get(key);
   owners.delete(key);
   emit({ op: 'releasing', key });
-  const ok = owner !== undefined && (await store.release(key, owner));
+  const ok = owner !== undefined && (await on.release(key, owner));
   emit({ op: 'released', key, ok });
 }
 
@@ -84,6 +89,21 @@ async function run(command: Command): Promise<void> {
         await release(command.key);
       }
       emit({ op: 'looped', key: command.key });
+      return;
+    case 'burst': {
+      const on = (burstStore ??= new DbusLockStore({ address }));
+      emit({ op: 'burst', key: command.key });
+      const callers = (command.requests ?? []).flatMap(({ key, count }) =>
+        Array.from({ length: count }, async () => {
+          if ((await acquire({ op: 'acquire', key, wait: command.wait ?? 30_000, ttl: command.ttl }, on)) && command.holdMs !== undefined) {
+            await hold(command.holdMs);
+            await release(key, on);
+          }
+        }),
+      );
+      await Promise.all(callers);
+      emit({ op: 'bursted', key: command.key });
+    }
   }
 }
 
@@ -93,4 +113,4 @@ await release(`warm-up:${process.pid}`);
 emit({ op: 'ready', pid: process.pid });
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => void run(JSON.parse(line) as Command));
-lines.on('close', () => void store.close());
+lines.on('close', () => void Promise.all([store.close(), burstStore?.close()]));

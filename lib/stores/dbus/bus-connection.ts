@@ -71,6 +71,10 @@ export class BusConnection {
   private holds = 0;
   /** Claims that hit the bus's name limit; while it has this many, it takes no new name. */
   private fullAt = Infinity;
+  /** A claim on it keeps its name past the store's close (see {@link outlastStore}). */
+  private outlasting = false;
+  /** The store closed while a claim kept its name here: the connection closes when its last claim ends. */
+  private retiring = false;
 
   private constructor(
     private readonly bus: MessageBus,
@@ -141,6 +145,25 @@ export class BusConnection {
   /** Ends the claim on `name`, once the bus has answered its last call about it. */
   unwatch(name: string, watcher: NameWatcher): void {
     if (this.watchers.get(name) === watcher) this.watchers.delete(name);
+    if (this.retiring && this.watchers.size === 0) void this.close();
+  }
+
+  /** A claim on this connection keeps its name after the store closed, until its lease ends: {@link retire} leaves the connection open for it. */
+  outlastStore(): void {
+    this.outlasting = true;
+  }
+
+  /**
+   * The store closed: closes the connection now, or, when a claim on it keeps
+   * its name past the close, once its last claim ended (the kept names are
+   * released at the end of their leases, and the claims that only waited
+   * leave the bus's queue). Resolves once closed, or at once when it stays
+   * open: it keeps the process alive no more than before (see {@link hold}).
+   */
+  retire(): Promise<void> {
+    if (!this.outlasting || this.watchers.size === 0) return this.close();
+    this.retiring = true;
+    return Promise.resolve();
   }
 
   /** The bus refused one more name: take none until a claim ends. */

@@ -34,10 +34,11 @@ export interface DbusLockStoreOptions {
    * holder never needs the ttl. It matters when the holder is alive but no
    * longer renews: a lock kept by `lockAtLeastFor`, a lock the core gave up
    * on after the event loop stalled longer than the ttl, a direct
-   * `store.acquire` nobody renews. With `false` the name stays owned until
-   * `release`, `close()` or the end of the process, and those locks block
-   * the key on the whole bus until then; renewals still answer from the
-   * store's own state.
+   * `store.acquire` nobody renews, a lock the core abandoned at shutdown
+   * (`close()` keeps its name until the lease ends, not longer). With
+   * `false` the name stays owned until `release`, `close()` or the end of
+   * the process, and those locks block the key on the whole bus until then;
+   * renewals still answer from the store's own state.
    */
   enforceTtl?: boolean;
   /**

@@ -52,7 +52,9 @@ const NAME_CACHE_SIZE = 1_024;
  * `RequestName` for an immediate grant, and the reading at `NameAcquired`
  * for a queued one, and the store counts its own expiry from the same
  * reading, so the holder's deadline is never later than the moment the
- * store lets the name go. The one thing no lease can bound is the bus itself
+ * store lets the name go. `close()` keeps a held name until its lease ends
+ * rather than hand it on while its code may still run (see {@link close}).
+ * The one thing no lease can bound is the bus itself
  * dropping the connection (the daemon stopped): the names are free at once,
  * and the store reports `session-lost` as soon as the socket closes.
  *
@@ -143,15 +145,50 @@ export class DbusLockStore implements LockStore {
     return live;
   }
 
+  /**
+   * Stops the store: waits end at once (not acquired), later calls reject,
+   * and its connections close, which frees every name they own and takes
+   * every queue place of theirs off the bus.
+   *
+   * **Except a name still held whose lease has not ended**: it stays owned
+   * until the lease ends, and is released then. The core closes the store at
+   * application shutdown after it stopped renewing the locks whose code was
+   * still running (their signal aborted with reason `shutdown`): those
+   * leases are meant to run out in the store, because that code may still be
+   * running. Closing their connection would make the bus hand each name to
+   * the next waiter, in another process, at once: two holders at once. So
+   * the connection that owns such a name stays open until its last kept
+   * lease ended, then closes; the claims on it that only waited leave the
+   * bus's queue at once. It keeps the process alive no more than a held name
+   * did before the close: a process with nothing else to do exits, and the
+   * bus frees the name then, which is safe, since the code that held it
+   * ended with the process. `close()` does not wait for those leases.
+   * `release` and `renew` of a kept name reject like any call after close.
+   *
+   * With `enforceTtl: false` a name has no lease, so nothing bounds how long
+   * it would be kept: it is released at close, as before, and its holder
+   * hears `session-lost` (the core ignores it for a lock it abandoned).
+   * Keeping it would block the key on the whole bus for as long as the
+   * process runs; an application that needs it kept while its code finishes
+   * should wait for that code before closing, or use `enforceTtl: true`.
+   *
+   * @example
+   * await store.close(); // a name whose lease ends in 2s is released then; everything else now
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.expiry.stop();
     const claims = [...this.claims];
     this.claims.clear();
     this.holders.clear();
     this.waitingHere.clear();
-    for (const claim of claims) claim.close();
+    this.expiry.stop();
+    const now = this.clock.now();
+    for (const claim of claims) {
+      // The expiry that ends a lease before close ends a kept one after it too.
+      if (this.settings.enforceTtl && claim.keepPastClose(now)) this.expiry.track(claim);
+      else claim.close();
+    }
     await this.pool.close();
   }
 

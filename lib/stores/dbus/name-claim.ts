@@ -34,11 +34,13 @@ export interface ClaimHost {
  * `here`: waiting in this process for a connection without a claim on the
  * name. `requesting`: `RequestName` sent. `queued`: in the daemon's FIFO
  * queue, until `NameAcquired`. `leaving`: `ReleaseName` sent (release,
- * expiry, or a waiter giving up); the claim stays on its connection until
- * the daemon answered, so no later claim on that connection can mistake a
- * `NameAcquired`/`NameLost` meant for this one (the daemon sends a name's
- * signals before its reply to the call that caused them, and dbus-next
- * delivers a signal no later than a reply that came before it).
+ * expiry, a waiter giving up, or the store closing); the claim stays on its
+ * connection until the daemon answered, so no later claim on that connection
+ * can mistake a `NameAcquired`/`NameLost` meant for this one (the daemon
+ * sends a name's signals before its reply to the call that caused them, and
+ * dbus-next delivers a signal no later than a reply that came before it). A
+ * held claim whose lease has not ended stays `held` through the store's
+ * close, until its lease expiry moves it on (see `keepPastClose`).
  */
 type Phase = 'here' | 'requesting' | 'queued' | 'held' | 'leaving' | 'done';
 
@@ -176,13 +178,41 @@ export class NameClaim implements NameWatcher {
     this.leave().catch(() => {}); // failing means the connection ended, which frees the name too
   }
 
-  /** The store is closing; closing its connections next frees every name. */
+  /**
+   * The store is closing. True when the claim holds its name and its lease
+   * has not ended: it keeps the name until the lease ends, and its connection
+   * stays open for it (see `DbusLockStore.close`). Nothing else changes: the
+   * store's lease expiry still releases the name at its end.
+   */
+  keepPastClose(now: number): boolean {
+    if (this.phase !== 'held' || this.expiresAt <= now || !this.connection?.open) return false;
+    this.connection.outlastStore();
+    return true;
+  }
+
+  /**
+   * The store is closing, and this claim keeps nothing past it: a wait is
+   * answered at once (not acquired), a holder hears `session-lost`, and
+   * whatever the claim has on the bus, its name or its queue place, is given
+   * back with `ReleaseName`. On a connection that closes with the store,
+   * the close gives it back either way and the call fails, which ends the
+   * claim just the same; on one kept open for a name that outlasts the
+   * store, the call is what takes this claim off the bus, so its key is not
+   * blocked until that lease ends.
+   */
   close(): void {
     const phase = this.phase;
-    this.phase = 'done';
     this.clearWait();
-    if (phase === 'held') this.request.onLost('session-lost');
     this.settle({ acquired: false });
+    if (phase === 'here') {
+      this.phase = 'done'; // a connection still opening for it is closed as it opens
+    } else if (phase === 'requesting') {
+      this.gaveUp = true; // once the bus answers, the claim leaves whatever it got
+    } else if (phase === 'queued' || phase === 'held') {
+      if (phase === 'queued') this.connection?.unhold();
+      else this.request.onLost('session-lost');
+      this.leave().catch(() => {}); // failing means the connection ended, which gave everything back too
+    }
   }
 
   private answered(reply: number, sentAt: number): void {
