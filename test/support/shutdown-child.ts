@@ -3,7 +3,7 @@
 // It reports JSON lines on stdout with host monotonic times (comparable across
 // processes): {"event":"ready"}, {"event":"enter","at"}, {"event":"leave","at"},
 // {"event":"closed","at"} once app.close() resolved.
-// Arguments: <store url> <section ms> <shutdownTimeout ms> <ttl ms>.
+// Arguments: <store url> <key> <section ms> <shutdownTimeout ms> <ttl ms>.
 // Standard input: "run" starts one call of the section; "close" closes the
 // application. SIGTERM closes it too (enableShutdownHooks), as a rolling
 // deploy does; the process must then exit by itself.
@@ -15,14 +15,16 @@ import { NestFactory } from '@nestjs/core';
 import { LockModule, WithLock } from 'nestjs-distributed-lock';
 import { storeFromUrl } from '../../sample-app/src/store-from-url.js';
 
-const [url, sectionMs, shutdownTimeout, ttl] = process.argv.slice(2);
-if (!url || !sectionMs || !shutdownTimeout || !ttl) throw new Error('usage: shutdown-child <url> <section ms> <shutdownTimeout ms> <ttl ms>');
+const [url, key, sectionMs, shutdownTimeout, ttl] = process.argv.slice(2);
+if (!url || !key || !sectionMs || !shutdownTimeout || !ttl) {
+  throw new Error('usage: shutdown-child <url> <key> <section ms> <shutdownTimeout ms> <ttl ms>');
+}
 const hostNow = () => Number(process.hrtime.bigint()) / 1e6;
 const report = (event: string, fields: Record<string, unknown> = {}) => console.log(JSON.stringify({ event, ...fields }));
 
 @Injectable()
 class Charges {
-  @WithLock('charge:42', { wait: '10s' })
+  @WithLock(key, { wait: '10s' })
   async charge(): Promise<void> {
     report('enter', { at: hostNow() });
     await sleep(Number(sectionMs));
