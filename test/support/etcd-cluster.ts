@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdMember, type MemberTls, type RaftTiming } from './etcd-member.js';
 import { freePort } from './free-port.js';
+import { TcpProxy } from './tcp-proxy.js';
 
 const run = promisify(execFile);
 
@@ -30,6 +31,12 @@ export interface EtcdClusterOptions {
    * Default: plain http.
    */
   tls?: ClusterTls;
+  /**
+   * Put a TCP relay in front of every member's peer port, and have the
+   * members reach each other through it (`EtcdMember.peerRelay`), so a test
+   * can hold back what one member answers another. Default: direct.
+   */
+  peerRelays?: boolean;
 }
 
 /** PEM file paths: the members' certificate and key, and the CA that signed the certificate. */
@@ -68,10 +75,14 @@ export class EtcdCluster {
       const root = mkdtempSync(join(tmpdir(), 'etcd-test-'));
       roots.add(root);
       const ports = [];
-      for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
-      const initialCluster = ports.map(({ peer }, i) => `m${i}=http://127.0.0.1:${peer}`).join(',');
+      for (let i = 0; i < size; i++) {
+        const peer = await freePort();
+        const relay = options.peerRelays ? await TcpProxy.start(`http://127.0.0.1:${peer}`) : undefined;
+        ports.push({ client: await freePort(), peer, relay });
+      }
+      const initialCluster = ports.map(({ peer, relay }, i) => `m${i}=${relay?.url ?? `http://127.0.0.1:${peer}`}`).join(',');
       const settings = { initialCluster, token: `test-${randomUUID()}`, timing, tls: options.tls };
-      const members = ports.map(({ client, peer }, i) => new EtcdMember(`m${i}`, client, peer, join(root, `m${i}`), settings));
+      const members = ports.map(({ client, peer, relay }, i) => new EtcdMember(`m${i}`, client, peer, join(root, `m${i}`), settings, relay));
       const cluster = new EtcdCluster(members, root, options.tls);
       try {
         for (const member of members) member.launch('new');
@@ -134,6 +145,7 @@ export class EtcdCluster {
   /** Stops every member and removes the data folders. */
   async stop(): Promise<void> {
     await Promise.all(this.members.map((member) => member.kill()));
+    await Promise.all(this.members.map((member) => member.peerRelay?.stop()));
     rmSync(this.root, { recursive: true, force: true });
     roots.delete(this.root);
   }

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import type { TcpProxy } from './tcp-proxy.js';
 
 /** Members still running, killed when the test process exits however it exits. */
 const running = new Set<EtcdMember>();
@@ -38,6 +39,8 @@ export class EtcdMember {
     readonly peerPort: number,
     readonly dataDir: string,
     private readonly cluster: { readonly initialCluster: string; readonly token: string; readonly timing: RaftTiming; readonly tls?: MemberTls },
+    /** A relay to the peer port, which the member then gives the other members as its address (see `EtcdClusterOptions.peerRelays`). */
+    readonly peerRelay?: TcpProxy,
   ) {}
 
   /** `https://` when the member serves TLS, `http://` otherwise. */
@@ -47,6 +50,11 @@ export class EtcdMember {
 
   get peerUrl(): string {
     return `http://127.0.0.1:${this.peerPort}`;
+  }
+
+  /** Where the other members reach this one. */
+  get advertisedPeerUrl(): string {
+    return this.peerRelay?.url ?? this.peerUrl;
   }
 
   get running(): boolean {
@@ -71,7 +79,7 @@ export class EtcdMember {
       '--listen-client-urls', this.clientUrl,
       '--advertise-client-urls', this.clientUrl,
       '--listen-peer-urls', this.peerUrl,
-      '--initial-advertise-peer-urls', this.peerUrl,
+      '--initial-advertise-peer-urls', this.advertisedPeerUrl,
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', state,
       '--initial-cluster-token', token,

@@ -1,14 +1,38 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** An answer the relay holds back (see {@link TcpProxy.holdAnswerTo}). */
+export interface HeldAnswer {
+  /** Resolves once the server has begun to answer: it has handled the request. */
+  readonly answering: Promise<void>;
+  /** Passes the answer on, and everything the server sends after it on that connection. */
+  release(): void;
+}
+
+/** What the server sent on a connection whose answer is held, and whom to tell when it starts. */
+interface Hold {
+  readonly chunks: Buffer[];
+  readonly answering: () => void;
+}
+
+/** A relayed connection. */
+interface Pair {
+  readonly client: Socket;
+  readonly server: Socket;
+  hold?: Hold;
+}
+
 /**
  * A TCP relay on loopback to a server on loopback, which a test can cut in
- * the one way a retry needs: a request reaches the server, its answer never
- * comes back, and the connection breaks.
+ * the one way a retry needs (a request reaches the server, its answer never
+ * comes back, and the connection breaks), or slow down for one request (its
+ * answer comes back when the test says).
  */
 export class TcpProxy {
-  private readonly pairs = new Set<{ client: Socket; server: Socket }>();
+  private readonly pairs = new Set<Pair>();
   private withholding = false;
+  /** The request whose answer to hold next, and the hold to give the connection it comes on. */
+  private armed?: { readonly request: string; readonly hold: Hold };
 
   private constructor(private readonly listener: Server) {}
 
@@ -41,6 +65,31 @@ export class TcpProxy {
     this.cutAll();
   }
 
+  /**
+   * Holds back the answer to the next request whose first bytes are
+   * `request`: an HTTP/1.1 request line such as `POST /leases/internal `,
+   * which starts a chunk of its own, since a client sends a request on a
+   * kept-alive connection only once the previous one is answered. Other
+   * requests and connections pass as before.
+   */
+  holdAnswerTo(request: string): HeldAnswer {
+    let answering!: () => void;
+    const started = new Promise<void>((resolve) => (answering = resolve));
+    const hold: Hold = { chunks: [], answering };
+    this.armed = { request, hold };
+    return {
+      answering: started,
+      release: () => {
+        if (this.armed?.hold === hold) this.armed = undefined;
+        for (const pair of this.pairs) {
+          if (pair.hold !== hold) continue;
+          pair.hold = undefined;
+          for (const chunk of hold.chunks) pair.client.write(chunk);
+        }
+      },
+    };
+  }
+
   async stop(): Promise<void> {
     this.cutAll();
     await new Promise<void>((resolve) => this.listener.close(() => resolve()));
@@ -56,10 +105,24 @@ export class TcpProxy {
 
   private relay(client: Socket, targetPort: number): void {
     const server = connect(targetPort, '127.0.0.1');
-    const pair = { client, server };
+    const pair: Pair = { client, server };
     this.pairs.add(pair);
-    client.on('data', (chunk) => server.write(chunk));
-    server.on('data', (chunk) => this.withholding || client.write(chunk));
+    client.on('data', (chunk: Buffer) => {
+      const armed = this.armed;
+      if (armed && chunk.toString('latin1', 0, armed.request.length) === armed.request) {
+        this.armed = undefined;
+        pair.hold = armed.hold;
+      }
+      server.write(chunk);
+    });
+    server.on('data', (chunk: Buffer) => {
+      if (pair.hold) {
+        pair.hold.chunks.push(chunk);
+        pair.hold.answering();
+      } else if (!this.withholding) {
+        client.write(chunk);
+      }
+    });
     const close = () => {
       this.pairs.delete(pair);
       client.destroy();

@@ -90,16 +90,15 @@ export class HeldLocks {
   }
 
   /**
-   * Applies an audit of the session's lease: a lock whose key existed by
-   * `revision` but is not among the lease's keys was deleted (or taken over)
-   * by someone else. Returns the locks it reported lost.
+   * The locks of `session` created by `revision` whose key is not among
+   * `keys`, the lease's key list that etcd answered at `revision`: suspects
+   * only, since etcd may stamp the list with a revision later than the one
+   * it was read at (see `EtcdLockStore.audit`).
    */
-  audit(session: Session, revision: number, keys: ReadonlySet<string>): HeldLock[] {
-    const gone = [...this.locks.values()].filter(
+  unlisted(session: Session, revision: number, keys: ReadonlySet<string>): HeldLock[] {
+    return [...this.locks.values()].filter(
       (lock) => lock.session === session && lock.revision <= revision && !keys.has(lock.key.toString('latin1')),
     );
-    for (const lock of gone) this.lose(lock, 'not-owner');
-    return gone;
   }
 
   /** Locks whose own ttl has not run out at `now`. */

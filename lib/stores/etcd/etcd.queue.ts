@@ -109,6 +109,18 @@ export async function mark(kv: KVClient, key: Buffer, revision: number, options:
 }
 
 /**
+ * Whether the key created at `revision` is still under `key` and still on
+ * lease `leaseId`, as the audit's list of the lease's keys would show it: a
+ * linearizable read, so it sees every write etcd had acknowledged when the
+ * read was sent.
+ */
+export async function onLease(kv: KVClient, key: Buffer, revision: number, leaseId: string, options: RequestOptions): Promise<boolean> {
+  const reply = await kv.range({ key, keys_only: true }, options);
+  const entry = reply.kvs[0];
+  return entry !== undefined && Number(entry.create_revision) === revision && entry.lease === leaseId;
+}
+
+/**
  * Moves a held lock's key onto a lease of its own for its remaining `ms`, so
  * it outlives the session (a lock left to run out, such as `lockAtLeastFor`,
  * when the store closes). Only if the key is still the one it created.

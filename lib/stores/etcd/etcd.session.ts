@@ -106,8 +106,9 @@ export class Session {
   }
 
   /**
-   * Lists the keys etcd holds under the lease, at the revision the answer
-   * carries; a lease etcd no longer has ends the session as revoked.
+   * Lists the keys etcd holds under the lease, with the revision the answer
+   * carries, which may be later than the list (see `EtcdLockStore.audit`);
+   * a lease etcd no longer has ends the session as revoked.
    */
   async keys(): Promise<{ revision: number; keys: Set<string> } | undefined> {
     const answer = await this.client.leaseClient.leaseTimeToLive({ ID: this.leaseId, keys: true }, this.callOptions());

@@ -12,7 +12,7 @@ import type {
 import { HeldLocks, type HeldLock } from './etcd.held.js';
 import { LockPaths, type LockPath } from './etcd.keys.js';
 import { connect, describeTarget, settingsFrom, type EtcdLockStoreOptions, type Settings } from './etcd.options.js';
-import { enqueue, keepAlone, keysAhead, mark, remove, removeName, removeStray, type RequestOptions } from './etcd.queue.js';
+import { enqueue, keepAlone, keysAhead, mark, onLease, remove, removeName, removeStray, type RequestOptions } from './etcd.queue.js';
 import type { CountedRetry } from './etcd.retry.js';
 import { Session, type SessionEvents } from './etcd.session.js';
 import { Waiter, type Place, type WaiterBackend } from './etcd.waiter.js';
@@ -64,7 +64,8 @@ import { WatchHub } from './etcd.watch-hub.js';
  *   lock under it is reported lost at once (`session-lost`) and waiters
  *   queue again on a new session. An answer that the lease is gone ends it
  *   at once. A key deleted by someone else is found by an audit of the
- *   lease's keys every keepalive interval (`not-owner`), which also deletes
+ *   lease's keys every keepalive interval, and confirmed by a read of that
+ *   key before it is reported (`not-owner`); the audit also deletes
  *   keys of the lease that no acquisition holds (late copies of a join); a
  *   waiter whose own key was deleted while it waited, and which then took
  *   over, learns it from its owner mark failing, one round trip later. Either way fencing
@@ -351,30 +352,67 @@ export class EtcdLockStore implements LockStore {
     for (const waiter of [...this.waiters]) if (waiter.session === session) waiter.lost();
   }
 
-  /** Every keepalive: retry deletions etcd missed, and audit the lease's keys. */
+  /** Every keepalive: retry deletions etcd missed, and audit the lease's keys (one audit at a time, off the acquire path). */
   private beat(session: Session): void {
     for (const orphan of this.orphans.values()) void this.discard(orphan);
     if (this.auditing) return;
     this.auditing = true;
-    session
-      .keys()
-      .then(
-        (found) => {
-          if (!found) return;
-          for (const lock of this.held.audit(session, found.revision, found.keys)) session.names.free(lock.key);
-          for (const waiter of [...this.waiters]) {
-            if (waiter.session !== session || waiter.revision > found.revision || found.keys.has(waiter.key.toString('latin1'))) continue;
-            // Only the waiter's first notice frees the name: on a later one the name may carry its next key.
-            if (waiter.lost()) session.names.free(waiter.key);
-          }
-          for (const text of found.keys) {
-            const stray = session.names.claim(text);
-            if (stray) void this.discardStray(session, stray, found.revision);
-          }
-        },
-        () => {},
-      )
+    this.audit(session)
+      .catch(() => {}) // etcd unreachable: the session deadline decides, and the next keepalive audits again
       .finally(() => (this.auditing = false));
+  }
+
+  /**
+   * Compares the keys etcd holds under the session's lease with the ones the
+   * store uses: a lock or waiting acquisition whose key left the lease was
+   * deleted (or taken over) by someone else, and a key no acquisition uses
+   * is a stray.
+   *
+   * **The list is older than its revision.** etcd reads the lease's key list
+   * first and stamps the answer with the revision it is at afterwards: 3.4
+   * leaves the header to its gRPC layer, which fills it in once the list is
+   * built, and a follower forwards the call to the leader and stamps the
+   * leader's list with its own revision when it comes back. A key created in
+   * between has a revision no later than the answer's and is missing from
+   * its list. Taken at its word, a lock acquired while the audit was under
+   * way (or a waiter that joined then) was reported lost (`not-owner`), and
+   * its name freed while its key still stood, for the next audit to delete
+   * as a stray. Nothing here bounds that window: it grows with the lease's
+   * key list and, on a follower, with the round trip to the leader. So the
+   * list only names suspects, and a linearizable read of each, sent once the
+   * list is back, decides: only a key that read does not find on the lease
+   * is lost. Suspects are few (acquisitions during one audit), and none of
+   * this is on the acquire or release path.
+   *
+   * Strays need no such read: their names are taken as the list arrives, and
+   * a name is in use from before its key is written until after it is known
+   * deleted, so a listed key whose name is free belongs to no acquisition.
+   */
+  private async audit(session: Session): Promise<void> {
+    const found = await session.keys();
+    if (!found) return;
+    for (const text of found.keys) {
+      const stray = session.names.claim(text);
+      if (stray) void this.discardStray(session, stray, found.revision);
+    }
+    const unlisted = (key: Buffer, revision: number) => revision <= found.revision && !found.keys.has(key.toString('latin1'));
+    // Copies of each waiter's key: a waiter that joins again meanwhile has a new one, which this audit knows nothing about.
+    const waiters = [...this.waiters]
+      .filter((waiter) => waiter.session === session && unlisted(waiter.key, waiter.revision))
+      .map((waiter) => ({ waiter, key: waiter.key, revision: waiter.revision }));
+    const locks = this.held.unlisted(session, found.revision, found.keys);
+    const gone = async (suspect: { key: Buffer; revision: number }) =>
+      !(await onLease(this.client.kv, suspect.key, suspect.revision, session.leaseId, this.options()));
+    const [locksGone, waitersGone] = await Promise.all([Promise.all(locks.map(gone)), Promise.all(waiters.map(gone))]);
+    locks.forEach((lock, i) => {
+      // A lock released meanwhile is no longer held: lose() leaves it, and its name (perhaps taken again), alone.
+      if (locksGone[i] && this.held.lose(lock, 'not-owner')) session.names.free(lock.key);
+    });
+    waiters.forEach(({ waiter, key, revision }, i) => {
+      if (!waitersGone[i] || waiter.session !== session || waiter.key !== key || waiter.revision !== revision) return;
+      // Only the waiter's first notice frees the name: on a later one the name may carry its next key.
+      if (waiter.lost()) session.names.free(key);
+    });
   }
 
   /**
