@@ -99,6 +99,14 @@ export interface LockStore {
    * Stops the store: pending waits resolve `{ acquired: false }`, later calls
    * reject with {@link LockStoreError}, and connections the store opened are
    * closed. Connections or clients the application passed in stay open.
+   *
+   * A lock still held at close is left to run out, never released or handed
+   * on: `LockModule` closes the store at shutdown while a section that
+   * outran `shutdownTimeout` may still run. A backend that keeps leases by
+   * itself (a Redis key's expiry) needs nothing; one whose leases are tied to
+   * something the store would end (an etcd session, a bus connection) keeps
+   * the lock until its lease ends (etcd: a lease of its own; D-Bus: the
+   * connection that owns the name), without keeping the process alive.
    */
   close(): Promise<void>;
 
