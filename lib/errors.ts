@@ -33,7 +33,7 @@ export class LockUnavailableError extends LockError {
     readonly retryAfter?: number,
   ) {
     super(
-      `Lock "${key}" is held by another owner` +
+      `Lock ${describeValue(key)} is held by another owner` +
         (waited > 0 ? ` and was not released within ${waited}ms` : '') +
         `; pass a longer \`wait\` to queue for it, or use onBusy: 'skip' to skip the call`,
     );
@@ -76,15 +76,15 @@ export class LockLostError extends LockError {
   private static describe(key: string, reason: LockLostReason): string {
     switch (reason) {
       case 'released':
-        return `Lock "${key}" was released; it can no longer be extended or used`;
+        return `Lock ${describeValue(key)} was released; it can no longer be extended or used`;
       case 'expired':
-        return `Lock "${key}" was lost: its lease ran out before a renewal was confirmed by the store; stop writing and fence every write with the lock's fencingToken`;
+        return `Lock ${describeValue(key)} was lost: its lease ran out before a renewal was confirmed by the store; stop writing and fence every write with the lock's fencingToken`;
       case 'not-owner':
-        return `Lock "${key}" was lost: the store reports another owner holds it now; stop writing and fence every write with the lock's fencingToken`;
+        return `Lock ${describeValue(key)} was lost: the store reports another owner holds it now; stop writing and fence every write with the lock's fencingToken`;
       case 'session-lost':
-        return `Lock "${key}" was lost: the store session that carried it ended; stop writing and fence every write with the lock's fencingToken`;
+        return `Lock ${describeValue(key)} was lost: the store session that carried it ended; stop writing and fence every write with the lock's fencingToken`;
       case 'shutdown':
-        return `Lock "${key}" is no longer renewed: the application shut down while it was held, so its lease runs out in the store; stop writing and fence every write with the lock's fencingToken`;
+        return `Lock ${describeValue(key)} is no longer renewed: the application shut down while it was held, so its lease runs out in the store; stop writing and fence every write with the lock's fencingToken`;
     }
   }
 }
@@ -179,11 +179,14 @@ export class LockModuleMissingError extends LockError {
   readonly code = 'LOCK_MODULE_MISSING';
 }
 
-/** Renders a user-supplied value for an error message, short and unambiguous. */
+/** Renders a user-supplied value (a key, an option) for an error message or a log line: short, quoted, on one line. */
 export function describeValue(value: unknown): string {
   if (typeof value === 'string') {
     const shown = value.length > 80 ? `${value.slice(0, 80)}…` : value;
-    return `${JSON.stringify(shown)}${value.length > 80 ? ` (${value.length} characters)` : ''}`;
+    // JSON escapes the C0 controls (CR, LF: no forged log lines); the rest a
+    // terminal or log viewer may break a line on are escaped here too.
+    const quoted = JSON.stringify(shown).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    return `${quoted}${value.length > 80 ? ` (${value.length} characters)` : ''}`;
   }
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
   if (value === undefined) return 'undefined';

@@ -1,5 +1,5 @@
 import { Observable } from 'rxjs';
-import { LockLostError } from './errors.js';
+import { LockLostError, describeValue } from './errors.js';
 import type { LockHandle } from './lock.js';
 import type { LockService } from './lock.service.js';
 
@@ -23,7 +23,7 @@ export function holdWhileSubscribed<T>(
     if (subscribed) {
       subscriber.error(
         new Error(
-          `The Observable returned under lock "${lock.key}" by ${lock.section ?? 'a locked method'} was subscribed twice; ` +
+          `The Observable returned under lock ${describeValue(lock.key)} by ${lock.section ?? 'a locked method'} was subscribed twice; ` +
             'its lock covers one subscription: call the method again for another, or share() the stream',
         ),
       );

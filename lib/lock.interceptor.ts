@@ -14,6 +14,7 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import { Observable, catchError, defer, mergeMap, throwError } from 'rxjs';
+import { clientSignal, runForClient } from './client-scope.js';
 import { holdWhileSubscribed } from './lock-stream.js';
 import { toMilliseconds, type Duration } from './duration.js';
 import { InvalidLockKeyError, LockShutdownError, LockUnavailableError, describeValue } from './errors.js';
@@ -120,14 +121,17 @@ export class LockInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const route = this.reflector.getAllAndOverride<RouteLock | undefined>(ROUTE_LOCK, [context.getHandler(), context.getClass()]);
     if (!route) return next.handle();
-    return defer(() => this.take(context, route)).pipe(
+    // Read now: the lock is taken when the result is subscribed to, outside
+    // the async context of the request.
+    const client = clientSignal();
+    return defer(() => this.take(context, route, client)).pipe(
       // next.handle() captures the async context when it is called, so the
       // handler sees this lock through LockService.current().
       mergeMap((lock) => holdWhileSubscribed(this.locks, lock, () => next.handle(), () => this.locks.releaseQuietly(lock))),
     );
   }
 
-  private async take(context: ExecutionContext, route: RouteLock): Promise<LockHandle> {
+  private async take(context: ExecutionContext, route: RouteLock, client: AbortSignal | undefined): Promise<LockHandle> {
     const where = `@LockRoute on ${context.getClass().name}.${context.getHandler().name}`;
     let key: unknown;
     try {
@@ -138,15 +142,16 @@ export class LockInterceptor implements NestInterceptor {
         cause: error,
       });
     }
-    const taken = await this.locks.take(validateKey(key, where), { ttl: route.ttl, wait: route.wait }, where);
+    const taken = await this.locks.take(validateKey(key, where), { ttl: route.ttl, wait: route.wait, signal: client }, where);
     if (taken instanceof LockUnavailableError) throw taken;
     return taken;
   }
 }
 
 /**
- * Registered globally by `LockModule`: turns a `LockUnavailableError` that
- * reaches an HTTP response into 409 Conflict, with `Retry-After` when the
+ * Registered globally by `LockModule`. A lock wait in an HTTP request ends
+ * when the client goes away (see client-scope.ts). It turns a
+ * `LockUnavailableError` that reaches an HTTP response into 409 Conflict, with `Retry-After` when the
  * store could estimate it, and a `LockShutdownError` into 503 Service
  * Unavailable (this instance is going away; another one can serve the
  * request). The body does not name the lock key, which is an internal name;
@@ -158,7 +163,9 @@ export class LockConflictInterceptor implements NestInterceptor {
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
-    return next.handle().pipe(
+    // next.handle() captures the async context when called: the handler, its
+    // @WithLock methods and @LockRoute all see the client it runs for.
+    return runForClient(context.switchToHttp().getResponse(), () => next.handle()).pipe(
       catchError((error: unknown) => {
         if (error instanceof LockShutdownError) {
           return throwError(

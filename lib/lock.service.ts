@@ -9,6 +9,7 @@ import {
   type OnApplicationShutdown,
   type OnModuleDestroy,
 } from '@nestjs/common';
+import { clientSignal } from './client-scope.js';
 import { systemClock, type Clock } from './clock.js';
 import { toMilliseconds, type Duration } from './duration.js';
 import {
@@ -178,26 +179,31 @@ export class LockService implements LockOwner, OnModuleDestroy, BeforeApplicatio
    */
   async take(key: string, options: AcquireOptions, where: string): Promise<LockHandle | LockUnavailableError> {
     if (this.stopped) throw new LockShutdownError(key);
-    const ttl = options.ttl === undefined ? this.settings.ttl : toMilliseconds(options.ttl, `ttl of lock "${key}"`);
+    const ttl = options.ttl === undefined ? this.settings.ttl : toMilliseconds(options.ttl, `ttl of lock ${describeValue(key)}`);
     const wait =
-      options.wait === undefined ? this.settings.wait : toMilliseconds(options.wait, `wait of lock "${key}"`, true);
+      options.wait === undefined ? this.settings.wait : toMilliseconds(options.wait, `wait of lock ${describeValue(key)}`, true);
     const storeKey = this.keySpace + key;
     this.refuseReentry(key, storeKey, where);
     options.signal?.throwIfAborted();
     if (wait === 0) return this.attempts(key, storeKey, ttl, 0, options.signal, where);
-    // A wait listens to a signal of its own, which the caller's aborts and
-    // shutdown aborts too: a caller still waiting when the application
-    // stops is answered at once, not at the end of its wait.
+    // A wait listens to a signal of its own, which the caller's signal, the
+    // HTTP client going away and shutdown all abort: a caller still waiting
+    // when the application stops is answered at once, not at the end of its
+    // wait, and an abandoned request gives up its place in the queue.
     const controller = new AbortController();
-    const { signal } = options;
-    const relay = () => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', relay, { once: true });
+    const sources = new Set([options.signal, clientSignal()].filter((source) => source !== undefined));
+    const relays = [...sources].map((source) => {
+      const relay = () => controller.abort(source.reason);
+      if (source.aborted) relay();
+      else source.addEventListener('abort', relay, { once: true });
+      return () => source.removeEventListener('abort', relay);
+    });
     this.waits.set(controller, key);
     try {
       return await this.attempts(key, storeKey, ttl, wait, controller.signal, where);
     } finally {
       this.waits.delete(controller);
-      signal?.removeEventListener('abort', relay);
+      for (const remove of relays) remove();
     }
   }
 
@@ -225,7 +231,7 @@ export class LockService implements LockOwner, OnModuleDestroy, BeforeApplicatio
           onLost: (reason) => handle?.lose(reason),
         });
       } catch (error) {
-        throw storeFailure(this.store, `acquire lock "${key}"`, error);
+        throw storeFailure(this.store, `acquire lock ${describeValue(key)}`, error);
       }
       if (result.acquired) {
         handle = new LockHandle(this, key, storeKey, owner, result.fencingToken, ttl, result);
@@ -274,7 +280,7 @@ export class LockService implements LockOwner, OnModuleDestroy, BeforeApplicatio
       await lock.release();
     } catch (error) {
       this.logger.warn(
-        `Releasing lock "${lock.key}" failed (${error instanceof Error ? error.message : String(error)}); ` +
+        `Releasing lock ${describeValue(lock.key)} failed (${error instanceof Error ? error.message : String(error)}); ` +
           'it ends by itself when its lease runs out',
       );
     }
@@ -300,7 +306,7 @@ export class LockService implements LockOwner, OnModuleDestroy, BeforeApplicatio
       try {
         listener(lock, error);
       } catch (listenerError) {
-        this.logger.error(`An onLost listener threw for lock "${lock.key}"`, listenerError as Error);
+        this.logger.error(`An onLost listener threw for lock ${describeValue(lock.key)}`, listenerError as Error);
       }
     }
   }

@@ -1,4 +1,4 @@
-import { LockLostError, LockStoreError, type LockLostReason } from './errors.js';
+import { LockLostError, LockStoreError, describeValue, type LockLostReason } from './errors.js';
 import type { Clock } from './clock.js';
 import { toMilliseconds } from './duration.js';
 import type { LockStore, Validity } from './store/lock-store.js';
@@ -152,13 +152,13 @@ export class LockHandle implements Lock {
   }
 
   async extend(ttl?: number | string): Promise<void> {
-    const next = ttl === undefined ? this.ttl : toMilliseconds(ttl, `extend(ttl) of lock "${this.key}"`);
+    const next = ttl === undefined ? this.ttl : toMilliseconds(ttl, `extend(ttl) of lock ${describeValue(this.key)}`);
     this.assertHeld();
     let results;
     try {
       results = await this.owner.store.renew([{ key: this.storeKey, owner: this.ownerId, ttl: next }]);
     } catch (error) {
-      throw storeFailure(this.owner.store, `extend lock "${this.key}"`, error);
+      throw storeFailure(this.owner.store, `extend lock ${describeValue(this.key)}`, error);
     }
     const result = results[0];
     if (!result?.renewed) this.lose('not-owner');
@@ -176,7 +176,7 @@ export class LockHandle implements Lock {
     try {
       return await this.owner.store.release(this.storeKey, this.ownerId);
     } catch (error) {
-      throw storeFailure(this.owner.store, `release lock "${this.key}"`, error);
+      throw storeFailure(this.owner.store, `release lock ${describeValue(this.key)}`, error);
     }
   }
 

@@ -231,7 +231,7 @@ async function runLocked(
   }
   if (taken instanceof LockUnavailableError) {
     if (onBusy === 'throw') throw taken;
-    logger.debug(`Skipped ${method}: lock "${key}" is held elsewhere`);
+    logger.debug(`Skipped ${method}: lock ${describeValue(key)} is held elsewhere`);
     return undefined;
   }
   const lock = taken;
@@ -255,7 +255,7 @@ async function holdAtLeast(service: LockService, lock: LockHandle, atLeast: numb
     await lock.holdUntil(lock.acquiredAt + atLeast);
   } catch (error) {
     logger.warn(
-      `Keeping lock "${lock.key}" for lockAtLeastFor failed (${error instanceof Error ? error.message : String(error)}); releasing it`,
+      `Keeping lock ${describeValue(lock.key)} for lockAtLeastFor failed (${error instanceof Error ? error.message : String(error)}); releasing it`,
     );
     await service.releaseQuietly(lock);
   }

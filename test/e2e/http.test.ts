@@ -228,6 +228,12 @@ class SlowController {
     return id;
   }
 
+  @Post('route/:id')
+  @LockRoute(fromParam('id', 'slow-route:'), { wait: '10s' })
+  async route(@Param('id') id: string): Promise<string> {
+    return this.run(`route-${id}`);
+  }
+
   @Sse('events/:id')
   @WithLock((id: string) => `events:${id}`)
   events(@Param('id') _id: string): Observable<MessageEvent> {
@@ -280,4 +286,35 @@ describe('HTTP at shutdown', () => {
     }, 1_000, 'released once the stream completed');
     await app.close();
   });
+});
+
+describe('HTTP clients that go away', () => {
+  for (const [name, path, innerKey] of [
+    ['@WithLock', '/slow/9', 'slow:9'],
+    ['@LockRoute', '/slow/route/9', 'slow:route-9'],
+  ] as const) {
+    it(`gives up the queue place of a request whose client went away, so its handler never runs (${name})`, async (t) => {
+      const app = await createTestApp({ controllers: [SlowController], listen: true });
+      t.after(() => app.close());
+      const url = await baseUrl(app);
+      const controller = app.get(SlowController);
+      const first = fetch(`${url}${path}`, { method: 'POST' });
+      await waitFor(async () => {
+        const probe = await app.get(LockService).tryAcquire(innerKey);
+        await probe?.release();
+        return probe === null;
+      }, 2_000, 'the first request is inside its section');
+      const abandoned = Array.from({ length: 10 }, () => {
+        const gone = new AbortController();
+        const request = fetch(`${url}${path}`, { method: 'POST', signal: gone.signal }).catch(() => 'gone');
+        setTimeout(() => gone.abort(), 100);
+        return request;
+      });
+      await Promise.all(abandoned);
+      const legit = await fetch(`${url}${path}`, { method: 'POST' });
+      assert.equal((await first).status, 201);
+      assert.equal(legit.status, 201, 'the client still there is served, not answered 409 behind abandoned requests');
+      assert.equal(controller.spans.length, 2, `only the first and the last request ran their handler, not ${controller.spans.length}`);
+    });
+  }
 });

@@ -1,5 +1,5 @@
 import { DBusError } from 'dbus-next';
-import { LockStoreError } from '../../errors.js';
+import { LockStoreError, describeValue } from '../../errors.js';
 import { BusTimeoutError, HandshakeTimeoutError } from './bus-connection.js';
 import { ConnectionsFullError } from './connection-pool.js';
 
@@ -16,7 +16,7 @@ export function describeBusFailure(what: string, key: string, name: string, addr
   const detail = error instanceof Error ? error.message : String(error);
   const hint = advice(error, name);
   return new LockStoreError(
-    `The D-Bus lock store could not ${what} lock "${key}" (bus name ${name}) on ${address}: ${detail}${hint ? `; ${hint}` : ''}`,
+    `The D-Bus lock store could not ${what} lock ${describeValue(key)} (bus name ${name}) on ${address}: ${detail}${hint ? `; ${hint}` : ''}`,
     { cause: error },
   );
 }

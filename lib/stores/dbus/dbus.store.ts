@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock.js';
-import { LockStoreError } from '../../errors.js';
+import { LockStoreError, describeValue } from '../../errors.js';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -254,7 +254,7 @@ export class DbusLockStore implements LockStore {
 
   private closedError(what: string, key: string): LockStoreError {
     return new LockStoreError(
-      `The D-Bus lock store is closed and cannot ${what} lock "${key}"; create a new DbusLockStore or stop using this one after close()`,
+      `The D-Bus lock store is closed and cannot ${what} lock ${describeValue(key)}; create a new DbusLockStore or stop using this one after close()`,
     );
   }
 }
