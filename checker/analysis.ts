@@ -76,7 +76,9 @@ export interface Findings {
  *   earlier of its signal aborting and its own deadline passing (a holder that
  *   was frozen cannot act on a signal, but its own clock had already ended its
  *   lease: that case is what fencing is for, and is checked below);
- * - **token regressions**: a later acquisition of a key with a lower token;
+ * - **token regressions**: a later acquisition of a key with a lower token
+ *   (a section entered after its holder's own deadline is no later
+ *   acquisition: its grant came before its report);
  * - **stale accepted**: a resource operation accepted although a higher token
  *   had already been accepted for its key (recomputed from the log, not taken
  *   from the resource's own answer);
@@ -102,7 +104,10 @@ export function analyse(history: History): Findings {
     // Sections that began earlier and had not ended by the current one's start.
     let open: typeof sections = [];
     for (const later of sections) {
-      if (later.token < topToken) tokenRegressions++;
+      // A holder frozen between its grant and its report of entering reports
+      // an entry after its own deadline: it was granted before the next
+      // holder, not after, and fencing is what stops it (counted as stale).
+      if (later.token < topToken && later.start < later.toldAt) tokenRegressions++;
       topToken = Math.max(topToken, later.token);
       open = open.filter((earlier) => earlier.end > later.start);
       for (const earlier of open) {
