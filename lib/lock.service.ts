@@ -9,6 +9,7 @@ import {
   type OnApplicationShutdown,
   type OnModuleDestroy,
 } from '@nestjs/common';
+import { follow } from './abort-relay.js';
 import { clientSignal } from './client-scope.js';
 import { systemClock, type Clock } from './clock.js';
 import { toMilliseconds, type Duration } from './duration.js';
@@ -192,12 +193,7 @@ export class LockService implements LockOwner, OnModuleDestroy, BeforeApplicatio
     // wait, and an abandoned request gives up its place in the queue.
     const controller = new AbortController();
     const sources = new Set([options.signal, clientSignal()].filter((source) => source !== undefined));
-    const relays = [...sources].map((source) => {
-      const relay = () => controller.abort(source.reason);
-      if (source.aborted) relay();
-      else source.addEventListener('abort', relay, { once: true });
-      return () => source.removeEventListener('abort', relay);
-    });
+    const relays = [...sources].map((source) => follow(source, controller));
     this.waits.set(controller, key);
     try {
       return await this.attempts(key, storeKey, ttl, wait, controller.signal, where);

@@ -281,3 +281,33 @@ describe('renewal failures', () => {
     await app.close();
   });
 });
+
+describe('one AbortSignal shared by many waits', () => {
+  it('aborts every wait, with no MaxListenersExceededWarning however many share it', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    const app = await createTestApp();
+    try {
+      const locks = app.get(LockService);
+      const held = await locks.acquire('shared-signal');
+      const abort = new AbortController();
+      const waits = Array.from({ length: 50 }, () =>
+        locks.acquire('shared-signal', { wait: '10s', signal: abort.signal }).then(
+          () => 'granted',
+          (error: unknown) => error,
+        ),
+      );
+      await pause(20);
+      abort.abort(new Error('stop waiting'));
+      const outcomes = await Promise.all(waits);
+      assert.ok(outcomes.every((outcome) => outcome instanceof Error && outcome.message === 'stop waiting'));
+      await held.release();
+      await pause(10); // warnings are emitted on the next tick
+      assert.deepEqual(warnings.filter((name) => name === 'MaxListenersExceededWarning'), []);
+    } finally {
+      process.off('warning', onWarning);
+      await app.close();
+    }
+  });
+});
